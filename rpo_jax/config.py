@@ -1,0 +1,375 @@
+"""Typed configuration: what is fixed per compile and what is swept inside it.
+
+Two kinds of settings, kept in two types so the split is obvious:
+
+* :class:`TrainConfig` -- **static** choices. They set array shapes, network
+  structure or control flow (environment, sizes, number of envs / steps /
+  minibatches / epochs, normalisation switches), so changing one means a new
+  compile. A frozen, hashable dataclass.
+* :class:`HParams` -- **traced** scalars (alpha, entropy coefficient, learning
+  rate, ...). A ``flax.struct`` pytree whose leaves may carry a leading
+  population axis, so ``jax.vmap(train)`` holds PPO (``alpha = 0``) and RPO
+  members, or a whole entropy grid, in one compiled program.
+
+:class:`SweepConfig` says which population to build (seeds x grid) and
+:class:`ExperimentConfig` bundles the three; it is what ``configs/*.yaml`` and
+the CLI fill. Every check here runs on the host, before anything is compiled,
+and raises :class:`ConfigError` with a one-line message naming the problem.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import math
+from typing import Any, Mapping, Sequence
+
+import flax.struct
+import yaml
+
+
+class ConfigError(ValueError):
+    """Invalid configuration. ``str(err)`` is a single line naming the problem."""
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Static settings of one training run (one compile).
+
+    Defaults are the RPO paper's Table 2 / CleanRL's ``ppo_continuous_action.py``.
+    """
+
+    env: str = "gymnax/Pendulum-v1"
+    backend: str | None = None  # Brax physics backend; None = the env's default.
+    episode_length: int | None = None  # None = the environment's own time limit.
+    num_envs: int = 1
+    num_steps: int = 2048  # rollout length per env per iteration
+    num_minibatches: int = 32
+    update_epochs: int = 10
+    total_timesteps: int = 1_000_000
+    actor_hidden: tuple[int, ...] = (64, 64)
+    critic_hidden: tuple[int, ...] = (64, 64)
+    normalize_observations: bool = True
+    normalize_rewards: bool = True  # return-based reward scaling (gym's NormalizeReward)
+    obs_clip: float = 10.0
+    reward_clip: float = 10.0
+    # True: V(s_T) is bootstrapped when an episode is cut by the time limit.
+    # False: truncation is treated as termination, as CleanRL does.
+    bootstrap_on_truncation: bool = True
+    clip_actions: bool = True
+    norm_adv: bool = True
+    clip_vloss: bool = True
+    anneal_lr: bool = True
+    adam_eps: float = 1e-5
+    # Static switch for the RPO perturbation code path. With it on, alpha = 0 is
+    # PPO bit for bit; switching it off removes the (tiny) cost of drawing z.
+    perturb_mean: bool = True
+
+    @property
+    def batch_size(self) -> int:
+        return self.num_envs * self.num_steps
+
+    @property
+    def minibatch_size(self) -> int:
+        return self.batch_size // self.num_minibatches
+
+    @property
+    def num_iterations(self) -> int:
+        return self.total_timesteps // self.batch_size
+
+    def validate(self) -> None:
+        """Raises ConfigError on the first invalid value."""
+        for name in ("num_envs", "num_steps", "num_minibatches", "update_epochs", "total_timesteps"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                raise ConfigError(f"train.{name} must be a positive integer, got {value!r}")
+        if self.episode_length is not None and (
+            not isinstance(self.episode_length, int) or self.episode_length <= 0
+        ):
+            raise ConfigError(f"train.episode_length must be a positive integer or null, got {self.episode_length!r}")
+        for name in ("actor_hidden", "critic_hidden"):
+            sizes = getattr(self, name)
+            if not sizes or any(not isinstance(s, int) or isinstance(s, bool) or s <= 0 for s in sizes):
+                raise ConfigError(f"train.{name} must be a non-empty list of positive integers, got {list(sizes)!r}")
+        if self.batch_size % self.num_minibatches:
+            raise ConfigError(
+                f"train.num_minibatches={self.num_minibatches} does not divide the batch "
+                f"num_envs*num_steps={self.batch_size}"
+            )
+        if self.total_timesteps < self.batch_size:
+            raise ConfigError(
+                f"train.total_timesteps={self.total_timesteps} is less than one iteration "
+                f"(num_envs*num_steps={self.batch_size})"
+            )
+        for name in ("obs_clip", "reward_clip", "adam_eps"):
+            value = getattr(self, name)
+            if not _is_number(value) or not value > 0:
+                raise ConfigError(f"train.{name} must be a positive number, got {value!r}")
+        for name in (
+            "normalize_observations", "normalize_rewards", "bootstrap_on_truncation",
+            "clip_actions", "norm_adv", "clip_vloss", "anneal_lr", "perturb_mean",
+        ):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"train.{name} must be true or false, got {getattr(self, name)!r}")
+        if not isinstance(self.env, str):
+            raise ConfigError(f"train.env must be a string, got {self.env!r}")
+        if self.backend is not None and not isinstance(self.backend, str):
+            raise ConfigError(f"train.backend must be a string or null, got {self.backend!r}")
+
+
+@flax.struct.dataclass
+class HParams:
+    """Traced, sweepable hyperparameters (leaves are scalars, or [P] in a population).
+
+    Defaults: RPO paper Table 2 with RPO's alpha = 0.5; ``alpha = 0`` is PPO.
+    """
+
+    alpha: Any = 0.5  # RPO: z ~ U(-alpha, alpha) added to the mean in the loss (Eq. 4)
+    ent_coef: Any = 0.0
+    learning_rate: Any = 3e-4
+    clip_coef: Any = 0.2
+    gamma: Any = 0.99
+    gae_lambda: Any = 0.95
+    vf_coef: Any = 0.5
+    max_grad_norm: Any = 0.5
+
+
+HPARAM_NAMES: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(HParams))
+
+# name -> (predicate, description) used to validate every hyperparameter value.
+_HPARAM_RULES = {
+    "alpha": (lambda v: v >= 0, ">= 0"),
+    "ent_coef": (lambda v: v >= 0, ">= 0"),
+    "learning_rate": (lambda v: v > 0, "> 0"),
+    "clip_coef": (lambda v: v > 0, "> 0"),
+    "gamma": (lambda v: 0 < v <= 1, "in (0, 1]"),
+    "gae_lambda": (lambda v: 0 <= v <= 1, "in [0, 1]"),
+    "vf_coef": (lambda v: v >= 0, ">= 0"),
+    "max_grad_norm": (lambda v: v > 0, "> 0"),
+}
+
+
+def validate_hparam(name: str, value: Any, where: str = "hparams") -> float:
+    """Checks one hyperparameter value; returns it as float or raises ConfigError."""
+    if name not in _HPARAM_RULES:
+        raise ConfigError(f"unknown hyperparameter '{name}' in {where}; choose from {', '.join(HPARAM_NAMES)}")
+    if not _is_number(value) or not math.isfinite(value):
+        raise ConfigError(f"{where}.{name} must be a finite number, got {value!r}")
+    ok, text = _HPARAM_RULES[name]
+    if not ok(value):
+        raise ConfigError(f"{where}.{name} must be {text}, got {value!r}")
+    return float(value)
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepConfig:
+    """Which population to train: ``seeds`` x the Cartesian product of ``grid``."""
+
+    seeds: tuple[int, ...] = (0,)
+    grid: tuple[tuple[str, tuple[float, ...]], ...] = ()
+    chunk_iterations: int = 0  # iterations per progress report; 0 = about 20 reports
+
+    def validate(self) -> None:
+        if not self.seeds:
+            raise ConfigError("sweep.seeds must name at least one seed")
+        if any(not isinstance(s, int) or isinstance(s, bool) or s < 0 for s in self.seeds):
+            raise ConfigError(f"sweep.seeds must be non-negative integers, got {list(self.seeds)!r}")
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ConfigError(f"sweep.seeds has duplicates: {list(self.seeds)!r}")
+        names = [n for n, _ in self.grid]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"sweep.grid names a hyperparameter twice: {names!r}")
+        for name, values in self.grid:
+            if not values:
+                raise ConfigError(f"sweep.grid.{name} is empty")
+            for v in values:
+                validate_hparam(name, v, where="sweep.grid")
+        if not isinstance(self.chunk_iterations, int) or self.chunk_iterations < 0:
+            raise ConfigError(f"sweep.chunk_iterations must be an integer >= 0, got {self.chunk_iterations!r}")
+
+    def members(self) -> list[dict[str, Any]]:
+        """One dict per population member: ``member``, ``seed`` and every grid value.
+
+        Order: grid points outermost, seeds innermost, so members of one grid
+        point are contiguous.
+        """
+        names = [n for n, _ in self.grid]
+        rows = []
+        for point in itertools.product(*[values for _, values in self.grid]):
+            for seed in self.seeds:
+                rows.append({"member": len(rows), "seed": seed, **dict(zip(names, point))})
+        return rows
+
+
+@dataclasses.dataclass(frozen=True)
+class ExperimentConfig:
+    train: TrainConfig = TrainConfig()
+    hparams: HParams = HParams()
+    sweep: SweepConfig = SweepConfig()
+
+    def validate(self) -> None:
+        self.train.validate()
+        for name in HPARAM_NAMES:
+            validate_hparam(name, getattr(self.hparams, name))
+        self.sweep.validate()
+
+    def to_dict(self) -> dict[str, Any]:
+        train = dataclasses.asdict(self.train)
+        train["actor_hidden"] = list(self.train.actor_hidden)
+        train["critic_hidden"] = list(self.train.critic_hidden)
+        return {
+            "train": train,
+            "hparams": {n: float(getattr(self.hparams, n)) for n in HPARAM_NAMES},
+            "sweep": {
+                "seeds": list(self.sweep.seeds),
+                "grid": {n: [float(v) for v in vs] for n, vs in self.sweep.grid},
+                "chunk_iterations": self.sweep.chunk_iterations,
+            },
+        }
+
+
+# --------------------------------------------------------------------------- #
+# Building configs from YAML / dicts / command-line overrides.
+# --------------------------------------------------------------------------- #
+
+_TRAIN_FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
+_SECTIONS = ("train", "hparams", "sweep")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _coerce_train(name: str, value: Any) -> Any:
+    if name in ("actor_hidden", "critic_hidden"):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"train.{name} must be a list of positive integers, got {value!r}")
+        return tuple(value)
+    if name in ("obs_clip", "reward_clip", "adam_eps") and _is_number(value):
+        return float(value)
+    if name == "total_timesteps" and isinstance(value, float) and value.is_integer():
+        return int(value)  # allow 8e6 in YAML
+    return value
+
+
+def _seeds(value: Any) -> tuple[int, ...]:
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value <= 0:
+            raise ConfigError(f"sweep.seeds must be a positive count or a list of seeds, got {value!r}")
+        return tuple(range(value))
+    if isinstance(value, (list, tuple)):
+        return tuple(value)
+    raise ConfigError(f"sweep.seeds must be a positive count or a list of seeds, got {value!r}")
+
+
+def config_from_dict(data: Mapping[str, Any]) -> ExperimentConfig:
+    """Builds and validates an ExperimentConfig from a nested mapping (parsed YAML)."""
+    if data is None:
+        data = {}
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"config must be a mapping with sections {', '.join(_SECTIONS)}, got {type(data).__name__}")
+    for key in data:
+        if key not in _SECTIONS:
+            raise ConfigError(f"unknown config section '{key}'; expected one of {', '.join(_SECTIONS)}")
+    sections = {}
+    for section in _SECTIONS:
+        value = data.get(section) or {}
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"config section '{section}' must be a mapping, got {type(value).__name__}")
+        sections[section] = value
+
+    train_kwargs = {}
+    for key, value in sections["train"].items():
+        if key not in _TRAIN_FIELDS:
+            raise ConfigError(f"unknown key 'train.{key}'; choose from {', '.join(_TRAIN_FIELDS)}")
+        train_kwargs[key] = _coerce_train(key, value)
+    train = TrainConfig(**train_kwargs)
+
+    hp_kwargs = {}
+    for key, value in sections["hparams"].items():
+        hp_kwargs[key] = validate_hparam(key, value)
+    hparams = HParams(**hp_kwargs)
+
+    sweep_kwargs: dict[str, Any] = {}
+    for key, value in sections["sweep"].items():
+        if key == "seeds":
+            sweep_kwargs["seeds"] = _seeds(value)
+        elif key == "grid":
+            if not isinstance(value, Mapping):
+                raise ConfigError(f"sweep.grid must map hyperparameter names to lists of values, got {value!r}")
+            grid = []
+            for name, values in value.items():
+                if name not in HPARAM_NAMES:
+                    raise ConfigError(
+                        f"unknown hyperparameter '{name}' in sweep.grid; choose from {', '.join(HPARAM_NAMES)}"
+                    )
+                if not isinstance(values, (list, tuple)):
+                    values = [values]
+                grid.append((name, tuple(validate_hparam(name, v, where="sweep.grid") for v in values)))
+            sweep_kwargs["grid"] = tuple(grid)
+        elif key == "chunk_iterations":
+            sweep_kwargs["chunk_iterations"] = value
+        else:
+            raise ConfigError(f"unknown key 'sweep.{key}'; choose from seeds, grid, chunk_iterations")
+    config = ExperimentConfig(train=train, hparams=hparams, sweep=SweepConfig(**sweep_kwargs))
+    config.validate()
+    return config
+
+
+def load_yaml(path: str) -> dict[str, Any]:
+    """Reads a YAML config file into a dict, with one-line errors."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = yaml.safe_load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(err, "problem", None) or "invalid YAML"
+        raise ConfigError(f"malformed YAML in {path}{where}: {problem}") from None
+    except OSError as err:
+        raise ConfigError(f"cannot read config file {path}: {err.strerror}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping with sections {', '.join(_SECTIONS)}")
+    return data
+
+
+def parse_value(text: str) -> Any:
+    """Parses a command-line value with YAML rules (numbers, booleans, lists, null)."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def apply_override(data: dict[str, Any], assignment: str) -> None:
+    """Applies ``section.key=value`` (e.g. ``train.num_envs=8``) to a config dict in place."""
+    if "=" not in assignment:
+        raise ConfigError(f"override '{assignment}' must look like section.key=value")
+    dotted, text = assignment.split("=", 1)
+    parts = dotted.strip().split(".")
+    if len(parts) != 2 or parts[0] not in _SECTIONS or not parts[1]:
+        raise ConfigError(
+            f"override key '{dotted}' must be section.key with section one of {', '.join(_SECTIONS)}"
+        )
+    section = data.setdefault(parts[0], {}) or {}
+    data[parts[0]] = section
+    section[parts[1]] = parse_value(text)
+
+
+def parse_grid(assignments: Sequence[str]) -> dict[str, list[Any]]:
+    """Parses ``--grid alpha=0,0.5 ent_coef=0,0.01`` into {name: [values]}."""
+    grid: dict[str, list[Any]] = {}
+    for assignment in assignments:
+        if "=" not in assignment:
+            raise ConfigError(f"--grid entry '{assignment}' must look like name=v1,v2,...")
+        name, text = assignment.split("=", 1)
+        name = name.strip()
+        values = [parse_value(v) for v in text.split(",") if v.strip()]
+        if not values:
+            raise ConfigError(f"--grid entry '{assignment}' has no values")
+        grid[name] = values
+    return grid

@@ -1,0 +1,213 @@
+"""Populations: seeds x hyperparameter grid as one vmapped, sharded, compiled program.
+
+A population of P members is a leading axis on the keys, the hyperparameters
+and every leaf of the train state. ``run_population`` compiles two programs
+once per sweep -- ``vmap(init)`` and ``vmap(run)`` for a chunk of iterations --
+shards the population axis over a 1-D device mesh (all local devices by
+default; all devices of all processes after ``jax.distributed.initialize()``),
+and calls the chunk program repeatedly so progress is reported while training
+runs. Compile time is measured apart from run time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from typing import Any, Callable, Sequence
+
+import jax
+import numpy as np
+from jax.experimental import multihost_utils
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from rpo_jax.config import HParams, SweepConfig
+from rpo_jax.train import METRIC_NAMES, Trainer, TrainState, as_hparams, stack_hparams
+
+POPULATION_AXIS = "population"
+
+
+@dataclasses.dataclass(frozen=True)
+class Population:
+    """Host-side description of a population."""
+
+    members: list[dict[str, Any]]  # one row per member: member, seed, swept values
+    keys: np.ndarray  # [P, 2] uint32 PRNG keys, one per member (from its seed)
+    hparams: HParams  # leaves [P] float32
+
+    @property
+    def size(self) -> int:
+        return len(self.members)
+
+
+def build_population(sweep: SweepConfig, base: HParams) -> Population:
+    """Members = Cartesian product of ``sweep.grid`` x ``sweep.seeds`` around ``base``.
+
+    A member's PRNG key depends only on its seed, so the same seed with other
+    hyperparameters starts from the same initial networks and environments.
+    """
+    members = sweep.members()
+    names = [name for name, _ in sweep.grid]
+    rows = [as_hparams(base, **{n: m[n] for n in names}) for m in members]
+    keys = np.stack([np.asarray(jax.random.PRNGKey(m["seed"])) for m in members])
+    return Population(members=members, keys=keys, hparams=stack_hparams(rows))
+
+
+def chunk_size(num_iterations: int, requested: int = 0, reports: int = 20) -> int:
+    """Iterations per compiled chunk: the largest divisor of ``num_iterations`` not above the target.
+
+    Chunks must divide the run so a single compiled chunk program serves the
+    whole sweep. The target is ``requested`` or, if 0, about ``reports`` chunks.
+    """
+    target = requested if requested > 0 else max(1, math.ceil(num_iterations / reports))
+    target = min(target, num_iterations)
+    return max(d for d in range(1, target + 1) if num_iterations % d == 0)
+
+
+@dataclasses.dataclass
+class SweepResult:
+    members: list[dict[str, Any]]
+    state: TrainState  # host numpy leaves with leading axis P
+    metrics: dict[str, np.ndarray]  # name -> [P, num_iterations]
+    compile_seconds: float
+    run_seconds: float
+    num_devices: int
+
+
+def _mesh(devices: Sequence[jax.Device] | None) -> Mesh:
+    devices = list(devices) if devices is not None else jax.devices()
+    return Mesh(np.asarray(devices), (POPULATION_AXIS,))
+
+
+def _put(tree: Any, sharding: NamedSharding) -> Any:
+    """Places a host pytree (identical on every process) with its leading axis sharded."""
+    if jax.process_count() == 1:
+        return jax.device_put(tree, sharding)
+    return jax.tree.map(
+        lambda x: jax.make_array_from_callback(np.shape(x), sharding, lambda idx: np.asarray(x)[idx]), tree
+    )
+
+
+def _fetch(tree: Any) -> Any:
+    """Brings a (possibly multi-process) sharded pytree back to host numpy."""
+    if jax.process_count() == 1:
+        return jax.tree.map(np.asarray, jax.device_get(tree))
+    return jax.tree.map(lambda x: np.asarray(multihost_utils.process_allgather(x, tiled=True)), tree)
+
+
+def _pad(tree: Any, size: int) -> Any:
+    """Pads the leading axis to ``size`` by repeating member 0 (padding is dropped afterwards)."""
+
+    def pad(x):
+        x = np.asarray(x)
+        extra = size - x.shape[0]
+        return x if extra == 0 else np.concatenate([x, np.repeat(x[:1], extra, axis=0)])
+
+    return jax.tree.map(pad, tree)
+
+
+ProgressFn = Callable[[dict[str, Any]], None]
+
+
+def run_population(
+    trainer: Trainer,
+    population: Population,
+    *,
+    chunk_iterations: int = 0,
+    devices: Sequence[jax.Device] | None = None,
+    progress_fn: ProgressFn | None = None,
+) -> SweepResult:
+    """Trains every member of ``population`` in one compiled, sharded program.
+
+    Args:
+      trainer: from :func:`rpo_jax.train.make_train`.
+      population: from :func:`build_population`.
+      chunk_iterations: iterations per compiled call (see :func:`chunk_size`).
+      devices: devices of the population mesh; default all devices.
+      progress_fn: called on the host after every chunk with a dict holding
+        ``iteration``, ``num_iterations``, ``env_steps``, ``elapsed`` (seconds of
+        run time so far) and ``metrics`` (name -> ``[P, chunk]`` numpy arrays).
+
+    Returns:
+      A :class:`SweepResult`; padding members added to fill the mesh are removed.
+    """
+    mesh = _mesh(devices)
+    num_devices = mesh.devices.size
+    size = population.size
+    padded = math.ceil(size / num_devices) * num_devices
+    sharding = NamedSharding(mesh, PartitionSpec(POPULATION_AXIS))
+
+    keys = _put(_pad(population.keys, padded), sharding)
+    hparams = _put(_pad(population.hparams, padded), sharding)
+    num_iterations = trainer.num_iterations
+    chunk = chunk_size(num_iterations, chunk_iterations)
+
+    init_fn = jax.jit(jax.vmap(trainer.init), in_shardings=(sharding, sharding), out_shardings=sharding)
+    run_fn = jax.jit(
+        jax.vmap(lambda s, h: trainer.run(s, h, chunk)),
+        in_shardings=(sharding, sharding),
+        out_shardings=sharding,
+        donate_argnums=0,
+    )
+
+    start = time.perf_counter()
+    init_compiled = init_fn.lower(keys, hparams).compile()
+    state_shape = jax.eval_shape(jax.vmap(trainer.init), keys, hparams)
+    state_spec = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding), state_shape)
+    run_compiled = run_fn.lower(state_spec, hparams).compile()
+    compile_seconds = time.perf_counter() - start
+
+    start = time.perf_counter()
+    state = init_compiled(keys, hparams)
+    chunks = []
+    for done in range(chunk, num_iterations + 1, chunk):
+        state, metrics = run_compiled(state, hparams)
+        metrics = {k: v[:size] for k, v in _fetch(metrics).items()}
+        chunks.append(metrics)
+        if progress_fn is not None:
+            progress_fn(
+                {
+                    "iteration": done,
+                    "num_iterations": num_iterations,
+                    "env_steps": done * trainer.config.batch_size,
+                    "elapsed": time.perf_counter() - start,
+                    "metrics": metrics,
+                }
+            )
+    state = jax.tree.map(lambda x: x[:size], _fetch(state))
+    run_seconds = time.perf_counter() - start
+    metrics = {name: np.concatenate([c[name] for c in chunks], axis=1) for name in METRIC_NAMES}
+    return SweepResult(
+        members=population.members,
+        state=state,
+        metrics=metrics,
+        compile_seconds=compile_seconds,
+        run_seconds=run_seconds,
+        num_devices=num_devices,
+    )
+
+
+def final_returns(metrics: dict[str, np.ndarray], fraction: float = 0.05) -> np.ndarray:
+    """Per-member final return: mean episode return over the last ``fraction`` of iterations.
+
+    Iterations in which no episode ended (NaN) are skipped; a member with no
+    finished episode in that window gets NaN.
+    """
+    returns = metrics["episode_return"]
+    window = max(1, int(round(returns.shape[1] * fraction)))
+    tail = returns[:, -window:]
+    counts = np.sum(~np.isnan(tail), axis=1)
+    sums = np.nansum(tail, axis=1)
+    return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+
+
+def checkpoint_tree(state: TrainState) -> dict[str, Any]:
+    """What is saved of each member: parameters, optimiser and normaliser state, key, iteration."""
+    return {
+        "params": state.params,
+        "opt_state": state.opt_state,
+        "normalizer": state.normalizer,
+        "key": state.key,
+        "iteration": state.iteration,
+    }
+

@@ -1,0 +1,91 @@
+"""The clipped PPO objective of CleanRL's continuous PPO, with RPO's perturbed mean.
+
+``ppo_loss`` is a pure function of parameters and one minibatch; the trainer
+differentiates it. It implements (Schulman et al., 2017, Eq. 7 and 9; RPO paper
+Algorithm 1 lines 12-16)::
+
+    r_t(theta) = pi_theta(a_t | s_t; mu + z) / pi_old(a_t | s_t)
+    L_pi = E[max(-A_t r_t, -A_t clip(r_t, 1 - eps, 1 + eps))]
+    L_V  = 0.5 E[max((V - R)^2, (V_old + clip(V - V_old, -eps, eps) - R)^2)]
+    L    = L_pi - c_ent * H[pi] + c_V * L_V
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+
+from rpo_jax import rpo
+from rpo_jax.config import HParams
+
+
+@flax.struct.dataclass
+class Minibatch:
+    """Samples of a rollout, flattened over (time, env)."""
+
+    obs: jax.Array  # [B, obs_size], as the agent saw them (normalised)
+    actions: jax.Array  # [B, action_size], sampled and stored before any clipping
+    logprobs: jax.Array  # [B], log pi_old(a | s)
+    advantages: jax.Array  # [B]
+    returns: jax.Array  # [B], value targets A + V_old
+    values: jax.Array  # [B], V_old(s)
+
+
+def ppo_loss(
+    params: Any,
+    batch: Minibatch,
+    hparams: HParams,
+    perturbation_key: jax.Array | None,
+    *,
+    actor_apply: Callable[[Any, jax.Array], tuple[jax.Array, jax.Array]],
+    critic_apply: Callable[[Any, jax.Array], jax.Array],
+    norm_adv: bool = True,
+    clip_vloss: bool = True,
+) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """PPO / RPO loss of one minibatch and its diagnostics.
+
+    Args:
+      params: ``{"actor": ..., "critic": ...}``.
+      batch: the minibatch.
+      hparams: traced hyperparameters (alpha, clip_coef, ent_coef, vf_coef used here).
+      perturbation_key: PRNG key for RPO's ``z ~ U(-alpha, alpha)``; ``None`` is plain PPO.
+      actor_apply / critic_apply: network forward functions.
+      norm_adv: normalise advantages per minibatch.
+      clip_vloss: clip the value loss around the old values.
+
+    Returns:
+      ``(loss, aux)`` where aux holds policy_loss, value_loss, entropy, approx_kl and clipfrac.
+    """
+    mean, log_std = actor_apply(params["actor"], batch.obs)
+    policy = rpo.perturbed_policy(perturbation_key, mean, log_std, hparams.alpha)
+    logprob = policy.log_prob(batch.actions)
+    entropy = policy.entropy().mean()
+
+    logratio = logprob - batch.logprobs
+    ratio = jnp.exp(logratio)
+    advantages = batch.advantages
+    if norm_adv:
+        advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+    clip = hparams.clip_coef
+    policy_loss = jnp.maximum(-advantages * ratio, -advantages * jnp.clip(ratio, 1.0 - clip, 1.0 + clip)).mean()
+
+    value = critic_apply(params["critic"], batch.obs)
+    value_error = (value - batch.returns) ** 2
+    if clip_vloss:
+        clipped = batch.values + jnp.clip(value - batch.values, -clip, clip)
+        value_error = jnp.maximum(value_error, (clipped - batch.returns) ** 2)
+    value_loss = 0.5 * value_error.mean()
+
+    loss = policy_loss - hparams.ent_coef * entropy + hparams.vf_coef * value_loss
+    aux = {
+        "policy_loss": policy_loss,
+        "value_loss": value_loss,
+        "entropy": entropy,
+        # Unbiased, low-variance KL(old || new) estimator (Schulman, "Approximating KL divergence").
+        "approx_kl": jax.lax.stop_gradient(((ratio - 1.0) - logratio).mean()),
+        "clipfrac": jax.lax.stop_gradient((jnp.abs(ratio - 1.0) > clip).astype(jnp.float32).mean()),
+    }
+    return loss, aux

@@ -1,0 +1,316 @@
+"""The PPO / RPO train loop as pure, jit-able and vmap-able functions.
+
+``make_train(config)`` fixes the static choices (environment, sizes, switches)
+and returns a :class:`Trainer` whose functions take traced hyperparameters::
+
+    trainer = make_train(config)
+    state, metrics = trainer.train(key, hparams)              # one member
+    jax.jit(jax.vmap(trainer.train))(keys, population_hparams)  # a population
+
+The loop, top to bottom (PureJaxRL style, nested ``lax.scan``s)::
+
+    iteration (scan)
+      rollout (scan over num_steps): act with the *unperturbed* policy, step all
+                                     envs, normalise observations, scale rewards
+      critic on all s_t and true successors s'_t; GAE (rpo_jax.gae)
+      update_epochs (scan)
+        shuffle; minibatches (scan): grad of rpo_jax.ppo.ppo_loss, where RPO draws
+                                     z ~ U(-alpha, alpha) afresh per minibatch
+      metrics of the iteration
+
+``Trainer.run`` advances a state by a fixed number of iterations so a host loop
+can report progress between chunks; ``Trainer.train`` is ``init`` + one
+``run`` over all iterations. Both give the same numbers for the same key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from rpo_jax import envs, gae, normalization, ppo, rpo
+from rpo_jax.config import HParams, TrainConfig
+from rpo_jax.networks import Actor, Critic
+
+METRIC_NAMES: tuple[str, ...] = (
+    "episode_return",  # mean undiscounted return of episodes that ended this iteration (NaN if none)
+    "episode_length",  # mean length of those episodes (NaN if none)
+    "episodes",  # number of episodes that ended this iteration
+    "entropy",  # mean policy entropy over the update's minibatches
+    "approx_kl",
+    "clipfrac",
+    "policy_loss",
+    "value_loss",
+    "learning_rate",
+    "alpha_current",  # the alpha used in this iteration's loss
+    "env_steps",  # cumulative env steps at the end of the iteration (int32)
+)
+
+
+@flax.struct.dataclass
+class TrainState:
+    """Everything one population member carries from iteration to iteration."""
+
+    params: Any  # {"actor": ..., "critic": ...}
+    opt_state: Any
+    normalizer: normalization.NormalizerState
+    env_state: envs.EnvState  # batched over num_envs
+    obs: jax.Array  # [num_envs, obs_size]: the agent's (normalised) view of the current obs
+    episode_return: jax.Array  # [num_envs] raw return of the running episode
+    episode_length: jax.Array  # [num_envs]
+    key: jax.Array
+    iteration: jax.Array  # int32, completed iterations
+
+
+@flax.struct.dataclass
+class Transition:
+    obs: jax.Array  # normalised s_t, as the policy saw it
+    actions: jax.Array  # a_t before clipping
+    logprobs: jax.Array
+    rewards: jax.Array  # scaled reward used for learning
+    terminations: jax.Array  # no bootstrap from s'_t
+    dones: jax.Array  # episode ended (terminated or truncated)
+    next_obs: jax.Array  # normalised true successor s'_t (pre-reset)
+    raw_rewards: jax.Array
+
+
+def make_train(config: TrainConfig, env: envs.Environment | None = None) -> "Trainer":
+    """Validates ``config`` and builds a :class:`Trainer` (constructs the environment)."""
+    config.validate()
+    if env is None:
+        env = envs.make_env(config.env, episode_length=config.episode_length, backend=config.backend)
+    return Trainer(config, env)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Trainer:
+    config: TrainConfig
+    env: envs.Environment
+
+    # ------------------------------------------------------------------ setup
+    @property
+    def actor(self) -> Actor:
+        return Actor(action_size=self.env.action_size, hidden=tuple(self.config.actor_hidden))
+
+    @property
+    def critic(self) -> Critic:
+        return Critic(hidden=tuple(self.config.critic_hidden))
+
+    @property
+    def num_iterations(self) -> int:
+        return self.config.num_iterations
+
+    def optimizer(self, hparams: HParams) -> optax.GradientTransformation:
+        """Global-norm clipping then Adam with CleanRL's per-iteration linear LR annealing.
+
+        The learning rate in iteration ``i`` (0-based) of ``N`` is ``lr * (1 - i / N)``.
+        """
+        updates_per_iteration = self.config.update_epochs * self.config.num_minibatches
+        num_iterations = self.config.num_iterations
+        anneal = self.config.anneal_lr
+
+        def schedule(count):
+            if not anneal:
+                return hparams.learning_rate
+            return hparams.learning_rate * (1.0 - (count // updates_per_iteration) / num_iterations)
+
+        return optax.chain(
+            optax.clip_by_global_norm(hparams.max_grad_norm),
+            optax.scale_by_adam(eps=self.config.adam_eps),
+            optax.scale_by_learning_rate(schedule),
+        )
+
+    def learning_rate(self, hparams: HParams, iteration: jax.Array) -> jax.Array:
+        if not self.config.anneal_lr:
+            return jnp.asarray(hparams.learning_rate, jnp.float32)
+        return hparams.learning_rate * (1.0 - iteration / self.config.num_iterations)
+
+    def _observe(self, normalizer, raw_obs):
+        """Updates the observation statistics with ``raw_obs`` and returns the agent's view."""
+        if not self.config.normalize_observations:
+            return normalizer, raw_obs
+        normalizer = normalization.update_observations(normalizer, raw_obs)
+        return normalizer, normalization.normalize_observations(normalizer, raw_obs, self.config.obs_clip)
+
+    def init(self, key: jax.Array, hparams: HParams) -> TrainState:
+        """Initial state of one member: networks, optimiser, normaliser and ``num_envs`` reset envs."""
+        cfg = self.config
+        key, k_actor, k_critic, k_env = jax.random.split(key, 4)
+        dummy = jnp.zeros((self.env.observation_size,), jnp.float32)
+        params = {"actor": self.actor.init(k_actor, dummy), "critic": self.critic.init(k_critic, dummy)}
+        env_state = jax.vmap(self.env.reset)(jax.random.split(k_env, cfg.num_envs))
+        normalizer = normalization.init(self.env.observation_size, cfg.num_envs)
+        normalizer, obs = self._observe(normalizer, env_state.obs)
+        return TrainState(
+            params=params,
+            opt_state=self.optimizer(hparams).init(params),
+            normalizer=normalizer,
+            env_state=env_state,
+            obs=obs,
+            episode_return=jnp.zeros((cfg.num_envs,), jnp.float32),
+            episode_length=jnp.zeros((cfg.num_envs,), jnp.int32),
+            key=key,
+            iteration=jnp.zeros((), jnp.int32),
+        )
+
+    # ---------------------------------------------------------------- rollout
+    def _rollout(self, state: TrainState, hparams: HParams, key: jax.Array):
+        cfg = self.config
+        low = jnp.asarray(self.env.action_low)
+        high = jnp.asarray(self.env.action_high)
+
+        def step(carry, step_key):
+            state, finished = carry
+            mean, log_std = self.actor.apply(state.params["actor"], state.obs)
+            actions = mean + jnp.exp(log_std) * jax.random.normal(step_key, mean.shape)
+            logprobs = rpo.gaussian_policy(mean, log_std).log_prob(actions)
+            env_actions = jnp.clip(actions, low, high) if cfg.clip_actions else actions
+            env_state, result = jax.vmap(self.env.step)(state.env_state, env_actions)
+
+            dones = result.terminated | result.truncated
+            episode_return = state.episode_return + result.reward
+            episode_length = state.episode_length + 1
+            finished = (
+                finished[0] + jnp.sum(jnp.where(dones, episode_return, 0.0)),
+                finished[1] + jnp.sum(jnp.where(dones, episode_length, 0)),
+                finished[2] + jnp.sum(dones.astype(jnp.int32)),
+            )
+
+            normalizer = state.normalizer
+            rewards = result.reward
+            if cfg.normalize_rewards:
+                normalizer, rewards = normalization.scale_rewards(
+                    normalizer, rewards, dones, hparams.gamma, cfg.reward_clip
+                )
+            normalizer, obs = self._observe(normalizer, result.obs)
+            next_obs = (
+                normalization.normalize_observations(normalizer, result.final_obs, cfg.obs_clip)
+                if cfg.normalize_observations
+                else result.final_obs
+            )
+            terminations = result.terminated if cfg.bootstrap_on_truncation else dones
+            transition = Transition(
+                obs=state.obs,
+                actions=actions,
+                logprobs=logprobs,
+                rewards=rewards,
+                terminations=terminations,
+                dones=dones,
+                next_obs=next_obs,
+                raw_rewards=result.reward,
+            )
+            state = state.replace(
+                env_state=env_state,
+                obs=obs,
+                normalizer=normalizer,
+                episode_return=jnp.where(dones, 0.0, episode_return),
+                episode_length=jnp.where(dones, 0, episode_length),
+            )
+            return (state, finished), transition
+
+        zero = (jnp.zeros((), jnp.float32), jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32))
+        (state, finished), trajectory = jax.lax.scan(
+            step, (state, zero), jax.random.split(key, cfg.num_steps)
+        )
+        return state, trajectory, finished
+
+    # ----------------------------------------------------------------- update
+    def _update(self, state: TrainState, hparams: HParams, batch: ppo.Minibatch, key: jax.Array):
+        cfg = self.config
+        tx = self.optimizer(hparams)
+        loss_fn = functools.partial(
+            ppo.ppo_loss,
+            actor_apply=self.actor.apply,
+            critic_apply=self.critic.apply,
+            norm_adv=cfg.norm_adv,
+            clip_vloss=cfg.clip_vloss,
+        )
+        grad_fn = jax.grad(loss_fn, has_aux=True)
+
+        def minibatch_step(carry, xs):
+            params, opt_state = carry
+            minibatch, z_key = xs
+            grads, aux = grad_fn(params, minibatch, hparams, z_key if cfg.perturb_mean else None)
+            updates, opt_state = tx.update(grads, opt_state, params)
+            return (optax.apply_updates(params, updates), opt_state), aux
+
+        def epoch(carry, epoch_key):
+            perm_key, z_key = jax.random.split(epoch_key)
+            permutation = jax.random.permutation(perm_key, cfg.batch_size)
+            shuffled = jax.tree.map(
+                lambda x: x[permutation].reshape((cfg.num_minibatches, cfg.minibatch_size) + x.shape[1:]), batch
+            )
+            z_keys = jax.random.split(z_key, cfg.num_minibatches)
+            return jax.lax.scan(minibatch_step, carry, (shuffled, z_keys))
+
+        (params, opt_state), aux = jax.lax.scan(
+            epoch, (state.params, state.opt_state), jax.random.split(key, cfg.update_epochs)
+        )
+        return state.replace(params=params, opt_state=opt_state), jax.tree.map(jnp.mean, aux)
+
+    # -------------------------------------------------------------- iteration
+    def _iteration(self, state: TrainState, hparams: HParams):
+        cfg = self.config
+        key, rollout_key, update_key = jax.random.split(state.key, 3)
+        state, traj, (return_sum, length_sum, episodes) = self._rollout(state, hparams, rollout_key)
+
+        critic = functools.partial(self.critic.apply, state.params["critic"])
+        values = critic(traj.obs)
+        next_values = critic(traj.next_obs)
+        advantages, returns = gae.gae(
+            traj.rewards, values, next_values, traj.terminations, traj.dones, hparams.gamma, hparams.gae_lambda
+        )
+        flat = lambda x: x.reshape((cfg.batch_size,) + x.shape[2:])  # noqa: E731
+        batch = ppo.Minibatch(
+            obs=flat(traj.obs),
+            actions=flat(traj.actions),
+            logprobs=flat(traj.logprobs),
+            advantages=flat(advantages),
+            returns=flat(returns),
+            values=flat(values),
+        )
+        learning_rate = self.learning_rate(hparams, state.iteration)
+        state, losses = self._update(state, hparams, batch, update_key)
+        state = state.replace(key=key, iteration=state.iteration + 1)
+
+        some = episodes > 0
+        metrics = {
+            "episode_return": jnp.where(some, return_sum / jnp.maximum(episodes, 1), jnp.nan),
+            "episode_length": jnp.where(some, length_sum / jnp.maximum(episodes, 1), jnp.nan),
+            "episodes": episodes,
+            **losses,
+            "learning_rate": learning_rate,
+            "alpha_current": jnp.asarray(hparams.alpha, jnp.float32),
+            "env_steps": state.iteration * cfg.batch_size,
+        }
+        return state, metrics
+
+    def run(self, state: TrainState, hparams: HParams, num_iterations: int) -> tuple[TrainState, dict]:
+        """Advances ``state`` by ``num_iterations`` (static) iterations.
+
+        Returns the new state and metrics, each an array ``[num_iterations]``.
+        """
+        return jax.lax.scan(lambda s, _: self._iteration(s, hparams), state, None, length=num_iterations)
+
+    def train(self, key: jax.Array, hparams: HParams) -> tuple[TrainState, dict]:
+        """The whole training run of one member: ``init`` then all iterations."""
+        return self.run(self.init(key, hparams), hparams, self.num_iterations)
+
+
+def as_hparams(values: dict[str, Any] | HParams | None = None, **overrides: Any) -> HParams:
+    """An :class:`HParams` of float32 scalars (or arrays) from defaults, a dict and keyword overrides."""
+    base = values if isinstance(values, HParams) else HParams(**(values or {}))
+    base = base.replace(**overrides) if overrides else base
+    return jax.tree.map(lambda v: jnp.asarray(v, jnp.float32), base)
+
+
+def stack_hparams(rows: list[HParams]) -> HParams:
+    """Stacks per-member hyperparameters into one HParams with a leading population axis."""
+    return jax.tree.map(lambda *xs: jnp.asarray(np.stack([np.asarray(x, np.float32) for x in xs])), *rows)
