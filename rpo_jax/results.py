@@ -1,0 +1,418 @@
+"""Output-directory I/O for population sweeps: atomic files, metric tables, plots, checkpoints.
+
+Everything a sweep writes goes through this module so that an interrupted run never leaves a
+half-written file behind:
+
+* every text/binary file is written to a temporary file in the destination directory, flushed,
+  ``fsync``-ed and then moved into place with :func:`os.replace` (atomic on POSIX);
+* checkpoints are written by Orbax into a temporary sibling directory and swapped in only once
+  they are complete.
+
+The only module-level side effect is selecting matplotlib's non-interactive ``Agg`` backend.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pathlib
+import shutil
+import tempfile
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import yaml  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+__all__ = [
+    "OutputDirError",
+    "prepare_out_dir",
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "write_yaml",
+    "metrics_table",
+    "write_table",
+    "plot_learning_curves",
+    "save_checkpoint",
+    "restore_checkpoint",
+]
+
+PathLike = str | os.PathLike
+
+
+class OutputDirError(Exception):
+    """A problem with the sweep's output directory; the message is a single line naming it."""
+
+
+# --------------------------------------------------------------------------------------------
+# Output directory and atomic files
+# --------------------------------------------------------------------------------------------
+
+
+def prepare_out_dir(path: PathLike, *, overwrite: bool) -> pathlib.Path:
+    """Create the output directory ``path`` (and its parents) and return it as a ``Path``.
+
+    Args:
+      path: directory that will receive the sweep's results.
+      overwrite: if False, an existing non-empty directory is an error. If True, an existing
+        directory is accepted as is: nothing is deleted up front; each result file is later
+        replaced atomically when it is written, so files from an earlier run remain readable
+        until (and unless) they are replaced.
+
+    Raises:
+      OutputDirError: ``path`` exists and is not a directory, or exists, is non-empty and
+        ``overwrite`` is False, or cannot be created.
+    """
+    p = pathlib.Path(path)
+    if p.exists() and not p.is_dir():
+        raise OutputDirError(f"output path {path} exists and is not a directory")
+    if p.is_dir() and any(p.iterdir()) and not overwrite:
+        raise OutputDirError(
+            f"output directory {path} already exists and is not empty; "
+            "pass --overwrite to replace its results"
+        )
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OutputDirError(f"cannot create output directory {path}: {e}") from e
+    return p
+
+
+def _fsync_dir(directory: pathlib.Path) -> None:
+    """Best-effort fsync of a directory so a rename inside it survives a crash."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _default_file_mode() -> int:
+    """Mode a plain ``open(path, "w")`` would give a new file (0o666 minus the umask)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def atomic_write_bytes(path: PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically.
+
+    The bytes go to a temporary file in the same directory as ``path``; it is flushed,
+    ``fsync``-ed and moved over ``path`` with :func:`os.replace`. Readers therefore see either
+    the old content or the complete new content, never a partial file. If anything fails the
+    temporary file is removed, ``path`` is left untouched and the exception propagates.
+    The new file gets the usual permissions (``0o666`` minus the umask).
+    """
+    p = pathlib.Path(path)
+    data = bytes(data)
+    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, _default_file_mode())
+        os.replace(tmp, p)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(p.parent)
+
+
+def atomic_write_text(path: PathLike, text: str) -> None:
+    """Write ``text`` (UTF-8 encoded) to ``path`` atomically; see :func:`atomic_write_bytes`.
+
+    Encoding happens before any file is created, so text that cannot be encoded (e.g. a lone
+    surrogate) raises ``UnicodeEncodeError`` with ``path`` untouched.
+    """
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def _yaml_safe(obj: Any) -> Any:
+    """Recursively convert numpy scalars/arrays, tuples and paths into YAML-safe builtins."""
+    if isinstance(obj, Mapping):
+        return {_yaml_safe(k): _yaml_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_yaml_safe(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return _yaml_safe(obj.tolist())
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, os.PathLike):
+        return os.fspath(obj)
+    return obj
+
+
+def write_yaml(path: PathLike, obj: Mapping[str, Any]) -> None:
+    """Atomically write ``obj`` as YAML (``yaml.safe_dump``, keys in insertion order).
+
+    Numpy scalars/arrays become Python numbers/lists, tuples become lists and ``os.PathLike``
+    values become strings, so a config holding such values can be dumped safely. Any other
+    non-YAML type raises ``yaml.representer.RepresenterError`` and nothing is written.
+    """
+    text = yaml.safe_dump(_yaml_safe(obj), sort_keys=False, allow_unicode=True)
+    atomic_write_text(path, text)
+
+
+# --------------------------------------------------------------------------------------------
+# Metric tables
+# --------------------------------------------------------------------------------------------
+
+
+def metrics_table(
+    metrics: Mapping[str, np.ndarray], members: Sequence[Mapping[str, Any]]
+) -> pd.DataFrame:
+    """Turn per-member, per-iteration metric arrays into a tidy table.
+
+    Args:
+      metrics: metric name -> array of shape ``[P, I]`` (P population members, I training
+        iterations). All arrays must have the same 2-D shape. Jax arrays are accepted.
+      members: length-P sequence; ``members[p]`` holds the columns describing member ``p``
+        (e.g. ``{"member": 0, "seed": 3, "alpha": 0.5, "ent_coef": 0.0}``). Every member must
+        have the same keys.
+
+    Returns:
+      A DataFrame with ``P * I`` rows ordered member-major (all iterations of member 0, then
+      member 1, ...). Columns: the member columns (in the order of ``members[0]``), then
+      ``"iteration"`` (0-based int), then one column per metric (in the order of ``metrics``).
+      Row ``p * I + i`` holds member ``p`` at iteration ``i``.
+
+    Raises:
+      ValueError: no metrics; an array that is not 2-D; arrays of differing shapes; a first
+        dimension different from ``len(members)``; members with differing keys; or a column
+        name used twice (a metric named like a member column or ``"iteration"``).
+    """
+    if not metrics:
+        raise ValueError("metrics_table needs at least one metric")
+    arrays = {name: np.asarray(a) for name, a in metrics.items()}
+    shapes = {name: a.shape for name, a in arrays.items()}
+    first_name, shape = next(iter(shapes.items()))
+    for name, s in shapes.items():
+        if len(s) != 2:
+            raise ValueError(f"metric {name!r} must have shape [P, I], got {s}")
+        if s != shape:
+            raise ValueError(
+                f"metric {name!r} has shape {s} but metric {first_name!r} has shape {shape}"
+            )
+    n_members, n_iters = shape
+    if len(members) != n_members:
+        raise ValueError(
+            f"got {len(members)} member descriptions but metrics have {n_members} members "
+            f"(shape {shape})"
+        )
+    member_cols = list(members[0].keys()) if n_members else []
+    for p, m in enumerate(members):
+        if set(m.keys()) != set(member_cols):
+            raise ValueError(
+                f"member {p} has columns {sorted(m.keys())} but member 0 has {sorted(member_cols)}"
+            )
+    all_cols = member_cols + ["iteration"] + list(arrays)
+    dupes = sorted({c for c in all_cols if all_cols.count(c) > 1})
+    if dupes:
+        raise ValueError(f"column names used more than once: {dupes}")
+
+    columns: dict[str, Any] = {}
+    for c in member_cols:
+        values = pd.Series([m[c] for m in members])  # lets pandas infer one dtype per column
+        columns[c] = np.repeat(values.to_numpy(), n_iters)
+    columns["iteration"] = np.tile(np.arange(n_iters, dtype=np.int64), n_members)
+    for name, a in arrays.items():
+        columns[name] = a.reshape(-1)
+    return pd.DataFrame(columns, columns=all_cols)
+
+
+def write_table(df: pd.DataFrame, path: PathLike) -> None:
+    """Atomically write ``df`` as CSV (no index column) to ``path``."""
+    atomic_write_text(path, df.to_csv(index=False))
+
+
+# --------------------------------------------------------------------------------------------
+# Plots
+# --------------------------------------------------------------------------------------------
+
+
+def _format_value(v: Any) -> str:
+    if isinstance(v, (float, np.floating)):
+        return f"{float(v):g}"
+    if isinstance(v, np.generic):
+        return str(v.item())
+    return str(v)
+
+
+def plot_learning_curves(
+    df: pd.DataFrame,
+    path: PathLike,
+    *,
+    group_by: Sequence[str],
+    x: str = "env_steps",
+    y: str = "episode_return",
+    title: str | None = None,
+    member_col: str = "member",
+) -> None:
+    """Plot mean +- std learning curves, one per hyperparameter combination, to a PNG file.
+
+    Rows of ``df`` (as produced by :func:`metrics_table`) are grouped by the distinct value
+    combinations of ``group_by``; each group gives one line labelled e.g.
+    ``"alpha=0.5, ent_coef=0"``. Within a group, each member's ``y`` series (indexed by ``x``)
+    is forward-filled -- iterations in which a member finished no episode carry ``y = NaN`` --
+    and the curve is the mean over the group's members at each ``x`` value, ignoring members
+    that have no value yet, with a shaded band of +- one (population) standard deviation.
+    With an empty ``group_by`` a single curve covers all members.
+
+    Args:
+      df: tidy table with columns ``member_col``, ``x``, ``y`` and every ``group_by`` column.
+      path: destination PNG; written atomically (temporary file in the same directory, then
+        :func:`os.replace`).
+      group_by: columns that distinguish curves (typically the swept hyperparameters).
+      x: x-axis column (e.g. ``"env_steps"`` or ``"iteration"``).
+      y: y-axis column.
+      title: optional figure title.
+      member_col: column identifying a population member (used for the forward fill).
+
+    Raises:
+      ValueError: a required column is missing from ``df``.
+    """
+    group_by = list(group_by)
+    missing = [c for c in [member_col, x, y, *group_by] if c not in df.columns]
+    if missing:
+        raise ValueError(f"cannot plot learning curves: columns {missing} not in table")
+
+    fig = Figure(figsize=(7.0, 4.5), layout="constrained")
+    ax = fig.add_subplot()
+    groups = df.groupby(group_by, sort=True, dropna=False) if group_by else [((), df)]
+    for key, g in groups:
+        key = key if isinstance(key, tuple) else (key,)
+        # rows: x values (sorted), columns: members; NaN where a member has no value at x.
+        wide = g.groupby([x, member_col])[y].mean().unstack(member_col).sort_index()
+        wide = wide.ffill()
+        mean = wide.mean(axis=1, skipna=True).to_numpy(dtype=float)
+        std = wide.std(axis=1, skipna=True, ddof=0).to_numpy(dtype=float)
+        xs = wide.index.to_numpy()
+        n = wide.shape[1]
+        if group_by:
+            label = ", ".join(f"{c}={_format_value(v)}" for c, v in zip(group_by, key))
+        else:
+            label = "all members"
+        label = f"{label} (n={n})"
+        (line,) = ax.plot(xs, mean, label=label, linewidth=1.5)
+        ax.fill_between(xs, mean - std, mean + std, color=line.get_color(), alpha=0.2, linewidth=0)
+    ax.set_xlabel(x)
+    ax.set_ylabel(f"{y} (mean ± std over members)")
+    if title:
+        ax.set_title(title)
+    ax.grid(True, alpha=0.3)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize="small")
+
+    p = pathlib.Path(path)
+    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            fig.savefig(f, format="png", dpi=120)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, _default_file_mode())
+        os.replace(tmp, p)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    finally:
+        fig.clear()  # Figure is not registered with pyplot; dropping it releases it
+    _fsync_dir(p.parent)
+
+
+# --------------------------------------------------------------------------------------------
+# Checkpoints
+# --------------------------------------------------------------------------------------------
+
+
+def save_checkpoint(path: PathLike, tree: Any) -> None:
+    """Save a pytree of arrays to the checkpoint directory ``path`` with Orbax; block until done.
+
+    ``tree`` may hold jax or numpy arrays inside dicts, lists, tuples, namedtuples (optax
+    states) and registered dataclasses (``flax.struct``); typically the final state of all
+    population members stacked on axis 0.
+
+    The write is atomic from the caller's point of view: the checkpoint is first written
+    completely to a temporary sibling directory. If ``path`` does not exist the temporary
+    directory is renamed to ``path``; otherwise the old checkpoint is renamed aside, the new
+    one renamed in, and only then is the old one deleted (on failure of the second rename the
+    old checkpoint is moved back). ``path`` therefore always holds either the old or the new
+    complete checkpoint.
+    """
+    import orbax.checkpoint as ocp
+
+    p = pathlib.Path(path).absolute()
+    p.parent.mkdir(parents=True, exist_ok=True)
+    token = uuid.uuid4().hex[:12]
+    tmp = p.parent / f".{p.name}.tmp-{token}"
+    old = p.parent / f".{p.name}.old-{token}"
+    try:
+        with ocp.StandardCheckpointer() as ckptr:
+            ckptr.save(tmp, tree)
+            ckptr.wait_until_finished()
+        if p.exists() or p.is_symlink():
+            os.rename(p, old)
+            try:
+                os.rename(tmp, p)
+            except BaseException:
+                os.rename(old, p)
+                raise
+            _fsync_dir(p.parent)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.rename(tmp, p)
+            _fsync_dir(p.parent)
+    finally:
+        # our temporary dir and any ``<tmp>.orbax-checkpoint-tmp*`` dir Orbax left on failure
+        for leftover in p.parent.glob(f"{tmp.name}*"):
+            shutil.rmtree(leftover, ignore_errors=True)
+
+
+def restore_checkpoint(path: PathLike, target: Any = None) -> Any:
+    """Restore a checkpoint written by :func:`save_checkpoint`.
+
+    Args:
+      path: the checkpoint directory.
+      target: optional pytree with the structure of the saved tree; leaves may be arrays or
+        ``jax.ShapeDtypeStruct`` (e.g. from ``jax.eval_shape``). With a target the result has
+        exactly its structure (namedtuples, dataclasses, ...) and its dtypes/shapes. Without
+        one, Orbax returns plain nested containers (dicts/lists) of arrays.
+
+    Returns:
+      The restored pytree (jax arrays; numpy arrays where the target leaf is a numpy array).
+
+    Raises:
+      ValueError: ``f"cannot read checkpoint {path}: <reason>"`` (one line) if ``path`` is
+        missing, is not a checkpoint, or does not match ``target``.
+    """
+    import orbax.checkpoint as ocp
+
+    p = pathlib.Path(path).absolute()
+    if not p.is_dir():
+        reason = "no such checkpoint directory" if not p.exists() else "not a directory"
+        raise ValueError(f"cannot read checkpoint {path}: {reason}")
+    try:
+        with ocp.StandardCheckpointer() as ckptr:
+            if target is None:
+                return ckptr.restore(p)
+            return ckptr.restore(p, target)
+    except Exception as e:  # orbax raises a variety of types for corrupt/mismatched data
+        reason = " ".join(f"{type(e).__name__}: {e}".split())
+        if len(reason) > 300:
+            reason = reason[:297] + "..."
+        raise ValueError(f"cannot read checkpoint {path}: {reason}") from e
