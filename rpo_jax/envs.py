@@ -1,0 +1,491 @@
+"""One small interface over Brax, MuJoCo Playground (DM Control Suite) and gymnax.
+
+Environments are selected by a ``family/name`` string:
+
+* ``brax/<name>``   -- every environment registered in ``brax.envs`` except the
+  test fixture ``fast`` (ant, halfcheetah, hopper, humanoid, ...). Built with
+  ``brax.envs.get_environment(name, backend=backend)``; ``backend=None`` keeps the
+  environment's own default, which in Brax 0.14 is ``"generalized"`` for every
+  environment (and the only backend ``swimmer`` supports).
+* ``dmc/<Name>``    -- the 25 DM Control Suite tasks of MuJoCo Playground
+  (CartpoleSwingup, CheetahRun, ...), always loaded with ``impl="jax"``: the
+  Playground default ``"warp"`` is several times slower on CPU.
+* ``gymnax/<Name>`` -- the gymnax environments with a continuous (Box) action
+  space. Discrete-action gymnax environments are rejected.
+
+:func:`make_env` returns an :class:`Environment` whose ``reset`` and ``step`` act on
+ONE environment (unbatched); both are pure and can be ``jax.jit``-ed and
+``jax.vmap``-ed.
+
+Termination versus truncation
+-----------------------------
+Every :meth:`Environment.step` returns a :class:`StepResult` with two flags:
+
+* ``terminated`` -- the library reported a true terminal state (a Brax hopper fell,
+  the gymnax mountain car reached the goal, ...). The value of the next state is
+  zero: a learner must NOT bootstrap. A transition whose observation or reward is
+  not finite (the physics blew up) is also reported as ``terminated``; its
+  non-finite observation entries and reward are replaced by 0 so they cannot
+  poison running statistics.
+* ``truncated`` -- the time limit was hit (``steps >= episode_length``) and the
+  state is not terminal. The episode is cut for practical reasons only, so a
+  learner SHOULD bootstrap from ``StepResult.final_obs``.
+
+The adapter counts episode steps itself (``EnvState.steps``); no library time limit
+is used (Brax and the Playground DM Control tasks have none inside ``step``; for
+gymnax we call ``step_env``, which in gymnax 1.0 reports natural termination only,
+and never ``is_truncated``). So the limit fires exactly once, after
+``episode_length`` steps, and ``episode_length`` can be overridden freely.
+
+Auto-reset
+----------
+When a step ends an episode (``terminated | truncated``), the returned
+:class:`EnvState` is a FRESH reset drawn with a key split from ``EnvState.key`` (the
+remaining key is stored for the next one), ``steps`` restarts at 0 and
+``StepResult.obs`` is the first observation of the new episode, while
+``StepResult.final_obs`` holds the real next observation of the transition (before
+the reset), which is what a learner bootstraps from on truncation. The reset is
+computed on every step and merged with ``jnp.where`` (no ``lax.cond``), which is
+what a ``cond`` would turn into under ``vmap`` anyway.
+
+We do not use Brax's ``AutoResetWrapper``: it resets to a cached copy of the FIRST
+state of the episode instead of drawing a new initial state, so every episode of an
+environment slot starts from the same state; it also hides the final observation
+and folds the time limit into ``done``.
+
+Actions and observations
+------------------------
+Observations are flat float32 vectors of ``observation_size``. Actions are float32
+vectors of ``action_size`` and are NOT clipped here: the trainer clips them to
+``[action_low, action_high]``. The bounds are ``[-1, 1]`` for Brax (the convention of
+every Brax environment, which rescales or clips to its actuators internally),
+the MuJoCo actuator control range for the Playground tasks (``[-1, 1]`` for all
+DM Control Suite tasks) and the gymnax ``action_space(params)`` Box bounds.
+"""
+
+from __future__ import annotations
+
+import difflib
+from typing import Any, Callable
+
+import flax
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+__all__ = [
+    "EnvState",
+    "StepResult",
+    "Environment",
+    "available_envs",
+    "check_env_name",
+    "make_env",
+]
+
+FAMILIES = ("brax", "dmc", "gymnax")
+
+# Brax's registry also holds `fast`, a unit-test fixture with Python-side counters
+# and no physics; it is not a benchmark task.
+_BRAX_EXCLUDED = frozenset({"fast"})
+_BRAX_BACKENDS = ("generalized", "spring", "positional", "mjx")
+# Episode length used for Brax environments, which have no time limit of their own
+# (1000 is the convention of Brax's training scripts).
+_BRAX_EPISODE_LENGTH = 1000
+
+# gymnax environments with a Box action space (gymnax 1.0.1). Kept as a constant so
+# that name checks need no environment construction; tests/test_envs.py checks it
+# against the real action spaces.
+_GYMNAX_CONTINUOUS = (
+    "Pendulum-v1",
+    "MountainCarContinuous-v0",
+    "PointRobot-misc",
+    "Reacher-misc",
+    "Swimmer-misc",
+)
+
+
+@flax.struct.dataclass
+class EnvState:
+    """State of ONE environment (unbatched; add a leading axis with ``vmap``).
+
+    Attributes:
+      inner: the library's own state (Brax ``State``, Playground ``State`` or a gymnax
+        ``EnvState``).
+      obs: current observation, float32 ``[observation_size]``.
+      steps: int32 number of steps taken in the current episode.
+      key: PRNG key consumed by the next step (stochastic dynamics and auto-reset).
+    """
+
+    inner: Any
+    obs: jax.Array
+    steps: jax.Array
+    key: jax.Array
+
+
+@flax.struct.dataclass
+class StepResult:
+    """What one :meth:`Environment.step` reports about the transition.
+
+    Attributes:
+      obs: observation to act on next; the first observation of a new episode if
+        this step ended one (then equal to the returned ``EnvState.obs``).
+      reward: float32 scalar reward of the transition.
+      terminated: bool, true terminal state; do not bootstrap.
+      truncated: bool, the time limit was hit and the state is not terminal;
+        bootstrap from ``final_obs``.
+      final_obs: the true next observation of the transition, before any auto-reset.
+    """
+
+    obs: jax.Array
+    reward: jax.Array
+    terminated: jax.Array
+    truncated: jax.Array
+    final_obs: jax.Array
+
+
+# reset_fn(key) -> (inner, raw_obs)
+ResetFn = Callable[[jax.Array], tuple[Any, Any]]
+# step_fn(inner, action, key) -> (inner, raw_obs, reward, terminated)
+StepFn = Callable[[Any, jax.Array, jax.Array], tuple[Any, Any, Any, Any]]
+
+
+class Environment:
+    """A single-environment adapter with a uniform, jittable ``reset``/``step``.
+
+    Built by :func:`make_env`. Instances are static configuration, not pytrees:
+    close over them or pass them as static arguments to ``jax.jit`` (they hash and
+    compare by identity).
+
+    Attributes:
+      name: the ``family/name`` string, e.g. ``"gymnax/Pendulum-v1"``.
+      observation_size: length of the flat float32 observation.
+      action_size: length of the float32 action vector.
+      action_low, action_high: float32 numpy arrays ``[action_size]`` with the valid
+        action range; actions are not clipped by the adapter.
+      episode_length: time limit in steps; ``truncated`` fires when reached.
+      raw_env: the underlying library environment (for rendering, inspection).
+    """
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        observation_size: int,
+        action_size: int,
+        action_low: np.ndarray,
+        action_high: np.ndarray,
+        episode_length: int,
+        reset_fn: ResetFn,
+        step_fn: StepFn,
+        raw_env: Any = None,
+    ):
+        self.name = name
+        self.observation_size = int(observation_size)
+        self.action_size = int(action_size)
+        self.action_low = np.asarray(action_low, np.float32).reshape(self.action_size)
+        self.action_high = np.asarray(action_high, np.float32).reshape(self.action_size)
+        self.episode_length = int(episode_length)
+        self.raw_env = raw_env
+        self._reset_fn = reset_fn
+        self._step_fn = step_fn
+
+    def __repr__(self) -> str:
+        return (
+            f"Environment({self.name!r}, observation_size={self.observation_size}, "
+            f"action_size={self.action_size}, episode_length={self.episode_length})"
+        )
+
+    def _reset_inner(self, key: jax.Array) -> tuple[Any, jax.Array]:
+        inner, obs = self._reset_fn(key)
+        # Python scalars in library states (e.g. gymnax `time=0`) become arrays so
+        # the state is a valid jit/vmap/scan value.
+        return jax.tree.map(jnp.asarray, inner), _flat_obs(obs)
+
+    def reset(self, key: jax.Array) -> EnvState:
+        """Start an episode of ONE environment. Pure; jit- and vmap-able."""
+        key, reset_key = jax.random.split(key)
+        inner, obs = self._reset_inner(reset_key)
+        return EnvState(inner=inner, obs=obs, steps=jnp.zeros((), jnp.int32), key=key)
+
+    def step(self, state: EnvState, action: jax.Array) -> tuple[EnvState, StepResult]:
+        """Advance ONE environment by one step, auto-resetting at episode end.
+
+        Pure; jit- and vmap-able. See the module docstring for the exact
+        termination, truncation and auto-reset semantics.
+        """
+        action = jnp.asarray(action, jnp.float32).reshape(self.action_size)
+        key, step_key, reset_key = jax.random.split(state.key, 3)
+
+        inner, next_obs, reward, terminated = self._step_fn(state.inner, action, step_key)
+        next_obs = _flat_obs(next_obs)
+        reward = jnp.asarray(reward, jnp.float32).reshape(())
+        terminated = jnp.asarray(terminated).reshape(()) > 0.5
+
+        # A blown-up simulation ends the episode; zero its non-finite values.
+        obs_finite = jnp.isfinite(next_obs)
+        reward_finite = jnp.isfinite(reward)
+        terminated = terminated | ~jnp.all(obs_finite) | ~reward_finite
+        next_obs = jnp.where(obs_finite, next_obs, 0.0)
+        reward = jnp.where(reward_finite, reward, 0.0)
+
+        steps = state.steps + 1
+        truncated = (steps >= self.episode_length) & ~terminated
+        done = terminated | truncated
+
+        reset_inner, reset_obs = self._reset_inner(reset_key)
+        new_state = EnvState(
+            inner=_select_like(done, reset_inner, inner, state.inner),
+            obs=jnp.where(done, reset_obs, next_obs),
+            steps=jnp.where(done, 0, steps).astype(jnp.int32),
+            key=key,
+        )
+        result = StepResult(
+            obs=new_state.obs,
+            reward=reward,
+            terminated=terminated,
+            truncated=truncated,
+            final_obs=next_obs,
+        )
+        return new_state, result
+
+
+def _flat_obs(obs: Any) -> jax.Array:
+    if not isinstance(obs, (jax.Array, np.ndarray)):
+        raise TypeError(
+            f"expected an array observation, got {type(obs).__name__}; "
+            "dict observations are not supported"
+        )
+    return jnp.asarray(obs, jnp.float32).reshape(-1)
+
+
+def _select_like(pred: jax.Array, on_true: Any, on_false: Any, like: Any) -> Any:
+    """Leafwise ``where(pred, on_true, on_false)`` cast to the shapes/dtypes of ``like``.
+
+    Casting keeps the state's type fixed across steps (a requirement of
+    ``lax.scan`` carries) even when a library returns e.g. a Python float reward
+    from ``step`` but a float32 array from ``reset``.
+    """
+
+    def select(t, f, ref):
+        ref = jnp.asarray(ref)
+        out = jnp.where(pred, t, f)
+        return out.reshape(ref.shape).astype(ref.dtype)
+
+    return jax.tree.map(select, on_true, on_false, like)
+
+
+# --------------------------------------------------------------------------- names
+
+
+def _brax_names() -> list[str]:
+    import brax.envs
+
+    return sorted(n for n in brax.envs._envs if n not in _BRAX_EXCLUDED)
+
+
+def _dmc_names() -> list[str]:
+    from mujoco_playground._src import dm_control_suite
+
+    return list(dm_control_suite.ALL_ENVS)
+
+
+def _gymnax_names() -> list[str]:
+    import gymnax
+
+    return [n for n in _GYMNAX_CONTINUOUS if n in gymnax.registered_envs]
+
+
+_FAMILY_NAMES = {"brax": _brax_names, "dmc": _dmc_names, "gymnax": _gymnax_names}
+
+
+def available_envs() -> list[str]:
+    """All supported ``family/name`` strings. Cheap: imports, no construction."""
+    return [f"{fam}/{n}" for fam in FAMILIES for n in _FAMILY_NAMES[fam]()]
+
+
+def check_env_name(name: str) -> None:
+    """Raise ``ValueError`` (one-line message) unless ``name`` is supported.
+
+    Cheap: no environment is constructed and nothing is compiled, so it can
+    validate command-line input before any expensive work.
+    """
+    if not isinstance(name, str) or "/" not in name:
+        raise ValueError(
+            f"unknown environment family {name!r}; use brax/, dmc/ or gymnax/ "
+            "(e.g. gymnax/Pendulum-v1)"
+        )
+    family, _, short = name.partition("/")
+    if family not in _FAMILY_NAMES:
+        raise ValueError(f"unknown environment family {name!r}; use brax/, dmc/ or gymnax/")
+    names = _FAMILY_NAMES[family]()
+    if short in names:
+        return
+    if family == "gymnax":
+        import gymnax
+
+        if short in gymnax.registered_envs:
+            raise ValueError(
+                f"{name} has a discrete action space; rpo_jax needs continuous actions "
+                f"(gymnax choices: {', '.join('gymnax/' + n for n in names)})"
+            )
+    close = difflib.get_close_matches(short, names, n=1)
+    hint = f"did you mean {family}/{close[0]}? " if close else ""
+    raise ValueError(
+        f"unknown environment {name!r}; {hint}choose one of "
+        + ", ".join(f"{family}/{n}" for n in names)
+    )
+
+
+# --------------------------------------------------------------------------- make
+
+
+def make_env(
+    name: str, *, episode_length: int | None = None, backend: str | None = None
+) -> Environment:
+    """Build the :class:`Environment` for ``name`` (see :func:`available_envs`).
+
+    Args:
+      name: ``brax/<name>``, ``dmc/<Name>`` or ``gymnax/<Name>``.
+      episode_length: time limit in steps; ``None`` keeps the default (1000 for
+        Brax, the task config's ``episode_length`` for DM Control, the gymnax
+        ``params.max_steps_in_episode``).
+      backend: Brax physics backend (``generalized``, ``spring``, ``positional``,
+        ``mjx``); ``None`` keeps the environment's default (``generalized``). Only
+        valid for ``brax/`` names.
+
+    Raises:
+      ValueError: unknown or unsupported name, bad backend or episode length.
+    """
+    check_env_name(name)
+    if episode_length is not None and (
+        isinstance(episode_length, bool) or int(episode_length) != episode_length
+        or episode_length < 1
+    ):
+        raise ValueError(f"episode_length must be a positive integer, got {episode_length!r}")
+    family, _, short = name.partition("/")
+    if backend is not None and family != "brax":
+        raise ValueError(f"backend={backend!r} only applies to brax/ environments, not {name}")
+    if family == "brax":
+        return _make_brax(name, short, episode_length, backend)
+    if family == "dmc":
+        return _make_dmc(name, short, episode_length)
+    return _make_gymnax(name, short, episode_length)
+
+
+def _state_step_fns(env: Any) -> tuple[ResetFn, StepFn]:
+    """Adapters for Brax / Playground style envs: reset(rng)->State, step(State, a)."""
+
+    def reset_fn(key):
+        s = env.reset(key)
+        return s, s.obs
+
+    def step_fn(inner, action, key):
+        del key  # Brax and Playground steps are deterministic given the state
+        s = env.step(inner, action)
+        return s, s.obs, s.reward, s.done
+
+    return reset_fn, step_fn
+
+
+def _observation_size(name: str, reset_fn: ResetFn) -> int:
+    """Observation length from an abstract (traced, not run) reset."""
+    abstract_obs = jax.eval_shape(lambda k: reset_fn(k)[1], jax.random.PRNGKey(0))
+    if not isinstance(abstract_obs, jax.ShapeDtypeStruct):
+        raise ValueError(
+            f"{name} returns a structured (dict) observation; rpo_jax needs a flat array"
+        )
+    return int(np.prod(abstract_obs.shape))
+
+
+def _make_brax(name, short, episode_length, backend) -> Environment:
+    import brax.envs
+
+    if backend is not None and backend not in _BRAX_BACKENDS:
+        raise ValueError(
+            f"unknown brax backend {backend!r}; choose one of {', '.join(_BRAX_BACKENDS)}"
+        )
+    kwargs = {} if backend is None else {"backend": backend}
+    try:
+        env = brax.envs.get_environment(short, **kwargs)
+    except ValueError as e:  # e.g. swimmer only supports the generalized backend
+        raise ValueError(f"{name} cannot use backend={backend!r}: {e}") from None
+    reset_fn, step_fn = _state_step_fns(env)
+    size = env.action_size
+    return Environment(
+        name=name,
+        observation_size=_observation_size(name, reset_fn),
+        action_size=size,
+        action_low=-np.ones(size, np.float32),
+        action_high=np.ones(size, np.float32),
+        episode_length=episode_length or _BRAX_EPISODE_LENGTH,
+        reset_fn=reset_fn,
+        step_fn=step_fn,
+        raw_env=env,
+    )
+
+
+def _make_dmc(name, short, episode_length) -> Environment:
+    from mujoco_playground import registry
+
+    env = registry.load(short, config_overrides={"impl": "jax"})
+    reset_fn, step_fn = _state_step_fns(env)
+    size = env.action_size
+    # The task's own config (some tasks edit it in __init__, e.g. vision cartpole).
+    default_length = int(env._config.episode_length)
+    # Playground DM Control tasks write the action straight into `data.ctrl`.
+    model = env.mj_model
+    ctrl = np.asarray(model.actuator_ctrlrange, np.float32).reshape(-1, 2)
+    limited = np.asarray(model.actuator_ctrllimited, bool).reshape(-1)
+    if ctrl.shape[0] == size:
+        low = np.where(limited, ctrl[:, 0], -1.0).astype(np.float32)
+        high = np.where(limited, ctrl[:, 1], 1.0).astype(np.float32)
+    else:
+        low, high = -np.ones(size, np.float32), np.ones(size, np.float32)
+    return Environment(
+        name=name,
+        observation_size=_observation_size(name, reset_fn),
+        action_size=size,
+        action_low=low,
+        action_high=high,
+        episode_length=episode_length or default_length,
+        reset_fn=reset_fn,
+        step_fn=step_fn,
+        raw_env=env,
+    )
+
+
+def _make_gymnax(name, short, episode_length) -> Environment:
+    import gymnax
+    from gymnax.environments import spaces
+
+    env, params = gymnax.make(short)
+    space = env.action_space(params)
+    if not isinstance(space, spaces.Box):  # guarded by check_env_name; be safe
+        raise ValueError(f"{name} has a discrete action space; rpo_jax needs continuous actions")
+    length = int(episode_length or params.max_steps_in_episode)
+    # Keep the env's own notion of the horizon (some observe normalised time) in
+    # sync with ours; its time limit itself is never used (no is_truncated call).
+    params = params.replace(max_steps_in_episode=length)
+    size = int(np.prod(space.shape))
+    low = np.broadcast_to(np.asarray(space.low, np.float32), (size,))
+    high = np.broadcast_to(np.asarray(space.high, np.float32), (size,))
+
+    def reset_fn(key):
+        obs, s = env.reset_env(key, params)
+        return s, obs
+
+    def step_fn(inner, action, key):
+        obs, s, reward, terminated, _ = env.step_env(key, inner, action, params)
+        return s, obs, reward, terminated
+
+    return Environment(
+        name=name,
+        observation_size=_observation_size(name, reset_fn),
+        action_size=size,
+        action_low=low,
+        action_high=high,
+        episode_length=length,
+        reset_fn=reset_fn,
+        step_fn=step_fn,
+        raw_env=env,
+    )

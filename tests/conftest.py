@@ -1,0 +1,14 @@
+"""Shared pytest setup: a persistent JAX compilation cache.
+
+Compiling Brax / MuJoCo Playground step functions takes tens of seconds on CPU; the
+on-disk cache makes repeated test runs much faster.
+"""
+
+import os
+
+import jax
+
+jax.config.update(
+    "jax_compilation_cache_dir", os.path.expanduser("~/.cache/rpo_jax_jax_cache")
+)
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
