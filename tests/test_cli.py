@@ -1,0 +1,159 @@
+"""The rpo-jax CLI: bad input exits 2 with one line before compiling; a tiny sweep writes every output."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from rpo_jax import cli, config as cfgmod, population, results, train
+
+TINY_YAML = """
+train:
+  env: gymnax/Pendulum-v1
+  num_envs: 2
+  num_steps: 64
+  num_minibatches: 2
+  update_epochs: 1
+  total_timesteps: 512
+hparams:
+  alpha: 0.5
+sweep:
+  seeds: 2
+"""
+
+
+@pytest.fixture
+def tiny_config(tmp_path):
+    path = tmp_path / "tiny.yaml"
+    path.write_text(TINY_YAML)
+    return str(path)
+
+
+@pytest.fixture
+def no_compile(monkeypatch):
+    """Fails the test if anything would build a trainer or compile."""
+
+    def boom(*args, **kwargs):
+        raise AssertionError("bad input reached compilation")
+
+    monkeypatch.setattr(train, "make_train", boom)
+    monkeypatch.setattr(population, "run_population", boom)
+
+
+def _write(tmp_path, text, name="c.yaml"):
+    path = tmp_path / name
+    path.write_text(text)
+    return str(path)
+
+
+BAD_CASES = [
+    # (yaml text or None for TINY, extra CLI args, expected message fragment)
+    (TINY_YAML.replace("gymnax/Pendulum-v1", "brax/not_an_env"), [], "unknown environment 'brax/not_an_env'"),
+    (TINY_YAML.replace("gymnax/Pendulum-v1", "gymnax/CartPole-v1"), [], "discrete action space"),
+    ("train:\n  env: [unclosed\n", [], "malformed YAML"),
+    (TINY_YAML + "  colour: blue\n", [], "unknown key 'sweep.colour'"),
+    (TINY_YAML.replace("num_envs: 2", "num_envs: 2\n  learning_rat: 0.1"), [], "unknown key 'train.learning_rat'"),
+    (TINY_YAML.replace("alpha: 0.5", "alpha: -0.1"), [], "hparams.alpha must be >= 0"),
+    (TINY_YAML.replace("alpha: 0.5", "gamma: 1.5"), [], "hparams.gamma must be in (0, 1]"),
+    (TINY_YAML.replace("num_minibatches: 2", "num_minibatches: 3"), [], "does not divide the batch"),
+    (TINY_YAML.replace("num_envs: 2", "num_envs: 0"), [], "train.num_envs must be a positive integer"),
+    (TINY_YAML.replace("num_steps: 64", "num_steps: -5"), [], "train.num_steps must be a positive integer"),
+    (TINY_YAML, ["--grid", "alpha=0,-1"], "sweep.grid.alpha must be >= 0"),
+    (TINY_YAML, ["--grid", "alfa=0,1"], "unknown hyperparameter 'alfa'"),
+    (TINY_YAML, ["--seeds", "two"], "--seeds must be a count"),
+    (TINY_YAML, ["--set", "train.num_envs=abc"], "train.num_envs must be a positive integer"),
+    (TINY_YAML, ["--set", "model.width=3"], "override key 'model.width'"),
+    (TINY_YAML, ["--total-timesteps", "100"], "less than one iteration"),
+    ("- just\n- a list\n", [], "must hold a mapping"),
+]
+
+
+@pytest.mark.parametrize("text,args,message", BAD_CASES)
+def test_bad_input_exits_2_with_one_line_before_compiling(tmp_path, capsys, no_compile, text, args, message):
+    code = cli.main(["sweep", _write(tmp_path, text), *args])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert message in err, err
+    assert err.startswith("rpo-jax: error: ") and err.count("\n") == 1, err
+
+
+def test_missing_config_file_and_bad_flags(tmp_path, capsys, no_compile):
+    assert cli.main(["sweep", str(tmp_path / "nope.yaml")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["sweep", "x.yaml", "--no-such-flag"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "unrecognized arguments: --no-such-flag" in err and err.count("\n") == 1
+
+
+def test_train_refuses_a_grid(tmp_path, capsys, no_compile):
+    assert cli.main(["train", _write(tmp_path, TINY_YAML + "  grid:\n    alpha: [0, 0.5]\n")]) == 2
+    assert "use 'rpo-jax sweep'" in capsys.readouterr().err
+
+
+def test_existing_out_is_not_clobbered(tmp_path, capsys, tiny_config, no_compile):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "metrics.csv").write_text("precious\n")
+    assert cli.main(["sweep", tiny_config, "--out", str(out)]) == 2
+    assert "already exists" in capsys.readouterr().err
+    assert (out / "metrics.csv").read_text() == "precious\n"
+    assert sorted(os.listdir(out)) == ["metrics.csv"]
+
+
+def test_console_script_exit_code_is_2(tmp_path):
+    exe = shutil.which("rpo-jax") or os.path.join(os.path.dirname(sys.executable), "rpo-jax")
+    bad = _write(tmp_path, TINY_YAML.replace("gymnax/Pendulum-v1", "dmc/NoSuchTask"))
+    proc = subprocess.run([exe, "sweep", bad], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().startswith("rpo-jax: error: unknown environment 'dmc/NoSuchTask'")
+    assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_tiny_sweep_writes_config_table_curve_and_checkpoint(tmp_path, capsys, tiny_config):
+    out = tmp_path / "sweep"
+    code = cli.main(["sweep", tiny_config, "--grid", "alpha=0,0.5", "--seeds", "0,3", "--out", str(out), "--chunk", "2"])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "[2/4 it" in printed and "[4/4 it" in printed  # progress while running
+    assert sorted(os.listdir(out)) == ["checkpoint", "config.yaml", "learning_curve.png", "metrics.csv", "summary.json"]
+
+    resolved = yaml.safe_load((out / "config.yaml").read_text())
+    assert resolved["sweep"]["grid"] == {"alpha": [0.0, 0.5]} and resolved["sweep"]["seeds"] == [0, 3]
+    config = cfgmod.config_from_dict(resolved)  # the resolved config loads back
+    assert config.train.num_envs == 2
+
+    table = pd.read_csv(out / "metrics.csv")
+    assert len(table) == 4 * 4  # 4 members x 4 iterations
+    assert {"member", "seed", "alpha", "iteration", "episode_return", "entropy", "env_steps"} <= set(table.columns)
+    assert sorted(table.groupby(["alpha", "seed"]).size().index.tolist()) == [(0.0, 0), (0.0, 3), (0.5, 0), (0.5, 3)]
+    assert (out / "learning_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["members"] == 4 and summary["compile_seconds"] > 0 and summary["run_seconds"] > 0
+
+    # The checkpoint restores into the trainer's own state structure, one slice per member.
+    trainer = train.make_train(config.train)
+    pop = population.build_population(config.sweep, config.hparams)
+    target = population.checkpoint_tree(jax.eval_shape(jax.vmap(trainer.init), pop.keys, pop.hparams))
+    restored = results.restore_checkpoint(out / "checkpoint", target)
+    assert int(np.asarray(restored["iteration"])[0]) == 4
+    assert np.asarray(restored["params"]["actor"]["params"]["log_std"]).shape == (4, 1)
+
+    # Running again without --overwrite refuses and leaves everything intact.
+    before = (out / "metrics.csv").read_bytes()
+    assert cli.main(["sweep", tiny_config, "--out", str(out)]) == 2
+    assert (out / "metrics.csv").read_bytes() == before
+
+
+def test_train_command_runs_one_member(tmp_path, capsys, tiny_config):
+    assert cli.main(["train", tiny_config, "--seed", "5", "--quiet"]) == 0
+    assert "1 member(s)" in capsys.readouterr().out
