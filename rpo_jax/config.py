@@ -64,6 +64,10 @@ class TrainConfig:
     # Static switch for the RPO perturbation code path. With it on, alpha = 0 is
     # PPO bit for bit; switching it off removes the (tiny) cost of drawing z.
     perturb_mean: bool = True
+    action_dist: str = "gaussian"  # gaussian | laplace | gumbel (rpo_jax.distributions)
+    augmentation: str = "none"  # none | rad | drac (rpo_jax.augmentation)
+    rad_scale_low: float = 0.6  # random amplitude scaling range U[low, high]
+    rad_scale_high: float = 1.2
 
     @property
     def batch_size(self) -> int:
@@ -111,6 +115,17 @@ class TrainConfig:
         ):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"train.{name} must be true or false, got {getattr(self, name)!r}")
+        if self.action_dist not in ("gaussian", "laplace", "gumbel"):
+            raise ConfigError(f"train.action_dist must be gaussian, laplace or gumbel, got {self.action_dist!r}")
+        if self.augmentation not in ("none", "rad", "drac"):
+            raise ConfigError(f"train.augmentation must be none, rad or drac, got {self.augmentation!r}")
+        for name in ("rad_scale_low", "rad_scale_high"):
+            if not _is_number(getattr(self, name)) or not getattr(self, name) > 0:
+                raise ConfigError(f"train.{name} must be a positive number, got {getattr(self, name)!r}")
+        if not self.rad_scale_low <= self.rad_scale_high:
+            raise ConfigError(
+                f"train.rad_scale_low={self.rad_scale_low} must not exceed train.rad_scale_high={self.rad_scale_high}"
+            )
         if not isinstance(self.env, str):
             raise ConfigError(f"train.env must be a string, got {self.env!r}")
         if self.backend is not None and not isinstance(self.backend, str):
@@ -125,6 +140,7 @@ class HParams:
     """
 
     alpha: Any = 0.5  # RPO: z ~ U(-alpha, alpha) added to the mean in the loss (Eq. 4)
+    anneal_alpha: Any = 0.0  # 1: alpha decays linearly to 0 at the last update (paper §6.2); 0: constant
     ent_coef: Any = 0.0
     learning_rate: Any = 3e-4
     clip_coef: Any = 0.2
@@ -132,6 +148,7 @@ class HParams:
     gae_lambda: Any = 0.95
     vf_coef: Any = 0.5
     max_grad_norm: Any = 0.5
+    drac_coef: Any = 0.1  # DrAC regulariser weight (used with train.augmentation = drac)
 
 
 HPARAM_NAMES: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(HParams))
@@ -146,6 +163,8 @@ _HPARAM_RULES = {
     "gae_lambda": (lambda v: 0 <= v <= 1, "in [0, 1]"),
     "vf_coef": (lambda v: v >= 0, ">= 0"),
     "max_grad_norm": (lambda v: v > 0, "> 0"),
+    "anneal_alpha": (lambda v: v in (0, 1), "0 or 1"),
+    "drac_coef": (lambda v: v >= 0, ">= 0"),
 }
 
 
@@ -245,7 +264,7 @@ def _coerce_train(name: str, value: Any) -> Any:
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"train.{name} must be a list of positive integers, got {value!r}")
         return tuple(value)
-    if name in ("obs_clip", "reward_clip", "adam_eps") and _is_number(value):
+    if name in ("obs_clip", "reward_clip", "adam_eps", "rad_scale_low", "rad_scale_high") and _is_number(value):
         return float(value)
     if name == "total_timesteps" and isinstance(value, float) and value.is_integer():
         return int(value)  # allow 8e6 in YAML

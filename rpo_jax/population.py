@@ -22,7 +22,7 @@ from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from rpo_jax.config import HParams, SweepConfig
-from rpo_jax.train import METRIC_NAMES, Trainer, TrainState, as_hparams, stack_hparams
+from rpo_jax.train import Trainer, TrainState, as_hparams, stack_hparams
 
 POPULATION_AXIS = "population"
 
@@ -176,7 +176,7 @@ def run_population(
             )
     state = jax.tree.map(lambda x: x[:size], _fetch(state))
     run_seconds = time.perf_counter() - start
-    metrics = {name: np.concatenate([c[name] for c in chunks], axis=1) for name in METRIC_NAMES}
+    metrics = {name: np.concatenate([c[name] for c in chunks], axis=1) for name in chunks[0]}
     return SweepResult(
         members=population.members,
         state=state,

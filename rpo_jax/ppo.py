@@ -44,23 +44,26 @@ def ppo_loss(
     critic_apply: Callable[[Any, jax.Array], jax.Array],
     norm_adv: bool = True,
     clip_vloss: bool = True,
+    action_dist: str = "gaussian",
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
     """PPO / RPO loss of one minibatch and its diagnostics.
 
     Args:
       params: ``{"actor": ..., "critic": ...}``.
       batch: the minibatch.
-      hparams: traced hyperparameters (alpha, clip_coef, ent_coef, vf_coef used here).
+      hparams: traced hyperparameters (alpha, clip_coef, ent_coef, vf_coef used here);
+        ``alpha`` is the value for this update (already annealed if annealing is on).
       perturbation_key: PRNG key for RPO's ``z ~ U(-alpha, alpha)``; ``None`` is plain PPO.
       actor_apply / critic_apply: network forward functions.
       norm_adv: normalise advantages per minibatch.
       clip_vloss: clip the value loss around the old values.
+      action_dist: the policy's distribution family (rpo_jax.distributions).
 
     Returns:
       ``(loss, aux)`` where aux holds policy_loss, value_loss, entropy, approx_kl and clipfrac.
     """
     mean, log_std = actor_apply(params["actor"], batch.obs)
-    policy = rpo.perturbed_policy(perturbation_key, mean, log_std, hparams.alpha)
+    policy = rpo.perturbed_policy(perturbation_key, mean, log_std, hparams.alpha, action_dist)
     logprob = policy.log_prob(batch.actions)
     entropy = policy.entropy().mean()
 

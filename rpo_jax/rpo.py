@@ -15,6 +15,8 @@ import distrax
 import jax
 import jax.numpy as jnp
 
+from rpo_jax.distributions import action_distribution
+
 
 def mean_perturbation(key: jax.Array, shape: tuple[int, ...], alpha: jax.Array | float) -> jax.Array:
     """Draws ``z ~ U(-alpha, alpha)`` of the given shape (paper Eq. 4).
@@ -27,19 +29,25 @@ def mean_perturbation(key: jax.Array, shape: tuple[int, ...], alpha: jax.Array |
 
 def gaussian_policy(mean: jax.Array, log_std: jax.Array) -> distrax.Distribution:
     """The diagonal Gaussian policy ``N(mean, exp(log_std))`` over the last axis (paper Eq. 3)."""
-    return distrax.MultivariateNormalDiag(loc=mean, scale_diag=jnp.exp(log_std))
+    return action_distribution("gaussian", mean, log_std)
 
 
 def perturbed_policy(
-    key: jax.Array | None, mean: jax.Array, log_std: jax.Array, alpha: jax.Array | float
+    key: jax.Array | None,
+    mean: jax.Array,
+    log_std: jax.Array,
+    alpha: jax.Array | float,
+    kind: str = "gaussian",
 ) -> distrax.Distribution:
     """The RPO loss-time policy ``N(mean + z, sigma)``, ``z ~ U(-alpha, alpha)`` (paper Eq. 7).
 
-    With ``key=None`` no noise is drawn and the plain policy is returned (PPO).
+    ``kind`` selects the family (see :mod:`rpo_jax.distributions`); for every
+    family the *location* output of the actor is shifted by ``z``. With
+    ``key=None`` no noise is drawn and the plain policy is returned (PPO).
     """
-    if key is None:
-        return gaussian_policy(mean, log_std)
-    return gaussian_policy(mean + mean_perturbation(key, mean.shape, alpha), log_std)
+    if key is not None:
+        mean = mean + mean_perturbation(key, mean.shape, alpha)
+    return action_distribution(kind, mean, log_std)
 
 
 def expected_nll_increase(alpha: jax.Array | float, std: jax.Array) -> jax.Array:

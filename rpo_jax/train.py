@@ -35,8 +35,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from rpo_jax import envs, gae, normalization, ppo, rpo
+from rpo_jax import augmentation, envs, gae, normalization, ppo
 from rpo_jax.config import HParams, TrainConfig
+from rpo_jax.distributions import action_distribution
 from rpo_jax.networks import Actor, Critic
 
 METRIC_NAMES: tuple[str, ...] = (
@@ -49,9 +50,11 @@ METRIC_NAMES: tuple[str, ...] = (
     "policy_loss",
     "value_loss",
     "learning_rate",
-    "alpha_current",  # the alpha used in this iteration's loss
+    "alpha_current",  # the alpha used in this iteration's loss (annealed if anneal_alpha = 1)
     "env_steps",  # cumulative env steps at the end of the iteration (int32)
 )
+# Extra metrics of optional components (present only when they are switched on).
+DRAC_METRIC_NAMES: tuple[str, ...] = ("drac_policy", "drac_value")
 
 
 @flax.struct.dataclass
@@ -127,6 +130,16 @@ class Trainer:
             optax.scale_by_learning_rate(schedule),
         )
 
+    def alpha(self, hparams: HParams, iteration: jax.Array) -> jax.Array:
+        """RPO's alpha in iteration ``i`` of ``N``: ``alpha * (1 - anneal_alpha * i / (N - 1))``.
+
+        With ``anneal_alpha = 1`` alpha decreases by the same amount at every
+        policy update (iteration) and is exactly 0 in the last one (paper §6.2);
+        with ``anneal_alpha = 0`` it is constant. Both kinds share a compile.
+        """
+        progress = iteration / max(self.config.num_iterations - 1, 1)
+        return hparams.alpha * (1.0 - hparams.anneal_alpha * progress)
+
     def learning_rate(self, hparams: HParams, iteration: jax.Array) -> jax.Array:
         if not self.config.anneal_lr:
             return jnp.asarray(hparams.learning_rate, jnp.float32)
@@ -168,9 +181,9 @@ class Trainer:
 
         def step(carry, step_key):
             state, finished = carry
-            mean, log_std = self.actor.apply(state.params["actor"], state.obs)
-            actions = mean + jnp.exp(log_std) * jax.random.normal(step_key, mean.shape)
-            logprobs = rpo.gaussian_policy(mean, log_std).log_prob(actions)
+            loc, log_scale = self.actor.apply(state.params["actor"], state.obs)
+            policy = action_distribution(cfg.action_dist, loc, log_scale)  # unperturbed
+            actions, logprobs = policy.sample_and_log_prob(seed=step_key)
             env_actions = jnp.clip(actions, low, high) if cfg.clip_actions else actions
             env_state, result = jax.vmap(self.env.step)(state.env_state, env_actions)
 
@@ -222,33 +235,65 @@ class Trainer:
         return state, trajectory, finished
 
     # ----------------------------------------------------------------- update
-    def _update(self, state: TrainState, hparams: HParams, batch: ppo.Minibatch, key: jax.Array):
+    def loss(
+        self, params: Any, minibatch: ppo.Minibatch, hparams: HParams, key: jax.Array
+    ) -> tuple[jax.Array, dict[str, jax.Array]]:
+        """The loss of one minibatch: PPO/RPO (rpo_jax.ppo) plus the configured extras.
+
+        ``key`` feeds independent streams for RPO's ``z``, the augmentation and
+        any regulariser, so switching one of them off leaves the others' draws
+        unchanged. ``hparams.alpha`` must already be this iteration's alpha.
+        """
         cfg = self.config
-        tx = self.optimizer(hparams)
-        loss_fn = functools.partial(
-            ppo.ppo_loss,
+        z_key, aug_key = jax.random.split(key)
+        ppo_batch = minibatch
+        if cfg.augmentation == "rad":  # the loss sees augmented inputs; the stored rollout is untouched
+            ppo_batch = minibatch.replace(
+                obs=augmentation.random_amplitude_scaling(aug_key, minibatch.obs, cfg.rad_scale_low, cfg.rad_scale_high)
+            )
+        loss, aux = ppo.ppo_loss(
+            params,
+            ppo_batch,
+            hparams,
+            z_key if cfg.perturb_mean else None,
             actor_apply=self.actor.apply,
             critic_apply=self.critic.apply,
             norm_adv=cfg.norm_adv,
             clip_vloss=cfg.clip_vloss,
+            action_dist=cfg.action_dist,
         )
-        grad_fn = jax.grad(loss_fn, has_aux=True)
+        if cfg.augmentation == "drac":
+            augmented = augmentation.random_amplitude_scaling(
+                aug_key, minibatch.obs, cfg.rad_scale_low, cfg.rad_scale_high
+            )
+            penalty, drac_aux = augmentation.drac_penalty(
+                params, minibatch.obs, augmented,
+                actor_apply=self.actor.apply, critic_apply=self.critic.apply, action_dist=cfg.action_dist,
+            )
+            loss = loss + hparams.drac_coef * penalty
+            aux = {**aux, **drac_aux}
+        return loss, aux
+
+    def _update(self, state: TrainState, hparams: HParams, batch: ppo.Minibatch, key: jax.Array):
+        cfg = self.config
+        tx = self.optimizer(hparams)
+        grad_fn = jax.grad(self.loss, has_aux=True)
 
         def minibatch_step(carry, xs):
             params, opt_state = carry
-            minibatch, z_key = xs
-            grads, aux = grad_fn(params, minibatch, hparams, z_key if cfg.perturb_mean else None)
+            minibatch, noise_key = xs
+            grads, aux = grad_fn(params, minibatch, hparams, noise_key)
             updates, opt_state = tx.update(grads, opt_state, params)
             return (optax.apply_updates(params, updates), opt_state), aux
 
         def epoch(carry, epoch_key):
-            perm_key, z_key = jax.random.split(epoch_key)
+            perm_key, noise_key = jax.random.split(epoch_key)
             permutation = jax.random.permutation(perm_key, cfg.batch_size)
             shuffled = jax.tree.map(
                 lambda x: x[permutation].reshape((cfg.num_minibatches, cfg.minibatch_size) + x.shape[1:]), batch
             )
-            z_keys = jax.random.split(z_key, cfg.num_minibatches)
-            return jax.lax.scan(minibatch_step, carry, (shuffled, z_keys))
+            noise_keys = jax.random.split(noise_key, cfg.num_minibatches)
+            return jax.lax.scan(minibatch_step, carry, (shuffled, noise_keys))
 
         (params, opt_state), aux = jax.lax.scan(
             epoch, (state.params, state.opt_state), jax.random.split(key, cfg.update_epochs)
@@ -277,7 +322,8 @@ class Trainer:
             values=flat(values),
         )
         learning_rate = self.learning_rate(hparams, state.iteration)
-        state, losses = self._update(state, hparams, batch, update_key)
+        alpha = self.alpha(hparams, state.iteration)
+        state, losses = self._update(state, hparams.replace(alpha=alpha), batch, update_key)
         state = state.replace(key=key, iteration=state.iteration + 1)
 
         some = episodes > 0
@@ -287,7 +333,7 @@ class Trainer:
             "episodes": episodes,
             **losses,
             "learning_rate": learning_rate,
-            "alpha_current": jnp.asarray(hparams.alpha, jnp.float32),
+            "alpha_current": jnp.asarray(alpha, jnp.float32),
             "env_steps": state.iteration * cfg.batch_size,
         }
         return state, metrics

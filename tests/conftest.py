@@ -6,7 +6,10 @@ on-disk cache makes repeated test runs much faster.
 
 import os
 
-import jax
+# XLA prints pages of harmless warnings when loading cached CPU executables.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import jax  # noqa: E402
 
 jax.config.update(
     "jax_compilation_cache_dir", os.path.expanduser("~/.cache/rpo_jax_jax_cache")
