@@ -1,0 +1,733 @@
+"""Paper-style reports from finished sweeps: curves, alpha ablation, Table-3 table, aggregates.
+
+``python -m rpo_jax.report RUN_DIR [RUN_DIR ...] [--out DIR] [--baseline alpha=0]`` reads one or
+more run directories written by ``rpo-jax sweep`` (``config.yaml`` + ``metrics.csv``) and writes:
+
+* ``learning_curves_<env>.png`` -- episode return vs env steps, mean ± std per variant
+  (RPO paper Fig. 1/2);
+* ``entropy_<env>.png`` -- policy entropy vs env steps per variant (Fig. 2 / App. J);
+* ``alpha_ablation_<env>.png`` -- final return vs alpha on a log axis, mean ± std over seeds,
+  only when ``alpha`` is a variant column with more than two values (Fig. 3 / 15);
+* ``final_returns.md`` / ``final_returns.csv`` -- Table-3-style final return per env x variant;
+* ``aggregate.md`` -- across tasks (envs): IQM of min-max-normalised final returns with a
+  stratified bootstrap CI per variant, and the probability of improvement of each variant over
+  the PPO baseline (see :mod:`rpo_jax.aggregate`).
+
+Terms. A *variant* is one combination of the swept knobs: every ``metrics.csv`` column between
+``seed`` and ``iteration`` (``alpha``, ``ent_coef``, later ``action_dist``, ``lambda_s`` ...) is a
+variant column. Runs are combined generically: the variant columns of the report are the union
+over runs; a run that did not sweep a column takes its value from its ``config.yaml``
+(``hparams``, then ``train``, then top level), and variants are aligned across runs by their
+label (``"alpha=0.5, ent_coef=0.01"``, values formatted with ``:g``). A *task* is an env; several
+runs of the same env are pooled (their members are kept apart). A member's *final return* is its
+mean episode return over the last ``fraction`` (default 5 %) of its iterations, skipping
+iterations in which no episode ended -- the same definition as ``summary.json``. Standard
+deviations are over seeds with ``ddof=0``, as in ``summary.json`` and the learning-curve bands.
+
+Every file is written atomically (temporary file + ``os.replace``) through
+:mod:`rpo_jax.results`. The curves use the same reduction as
+:func:`rpo_jax.results.plot_learning_curves` but their own figure code, so that sweeps with many
+variants (an alpha ablation has ~10) get distinct colours and a legend outside the axes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import io
+import json
+import math
+import pathlib
+import re
+import sys
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from rpo_jax import aggregate
+from rpo_jax.results import atomic_write_bytes, atomic_write_text, write_table
+
+__all__ = ["ReportError", "RunData", "load_run", "final_returns", "variant_label", "make_report", "main"]
+
+REQUIRED_COLUMNS = ("member", "seed", "iteration", "episode_return")
+BOOTSTRAP_REPS = 2000
+CONFIDENCE = 0.95
+
+
+class ReportError(ValueError):
+    """Unusable report input; ``str(err)`` is one line naming the problem."""
+
+
+@dataclasses.dataclass
+class RunData:
+    """One sweep output directory, loaded."""
+
+    path: pathlib.Path
+    config: dict[str, Any]
+    metrics: pd.DataFrame
+    variant_cols: list[str]
+    env: str
+
+
+# --------------------------------------------------------------------------------------------
+# Loading
+# --------------------------------------------------------------------------------------------
+
+
+def _one_line(e: BaseException) -> str:
+    text = " ".join(str(e).split()) or type(e).__name__
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+def load_run(run_dir) -> RunData:
+    """Load ``config.yaml`` and ``metrics.csv`` of a sweep output directory.
+
+    The variant columns are the ``metrics.csv`` columns strictly between ``seed`` and
+    ``iteration``. The env name comes from ``config.yaml`` (``train.env``), else from
+    ``summary.json``, else the directory name. A missing ``config.yaml`` is tolerated.
+
+    Raises:
+      ReportError: missing directory or ``metrics.csv``, unreadable/unparsable files, missing
+        required columns (``member, seed, iteration, episode_return``), ``seed`` not before
+        ``iteration``, or an empty table.
+    """
+    p = pathlib.Path(run_dir)
+    if not p.exists():
+        raise ReportError(f"run directory {run_dir} does not exist")
+    if not p.is_dir():
+        raise ReportError(f"run directory {run_dir} is not a directory")
+    metrics_path = p / "metrics.csv"
+    if not metrics_path.is_file():
+        raise ReportError(f"no metrics.csv in {run_dir} (not a finished sweep directory?)")
+
+    config: dict[str, Any] = {}
+    config_path = p / "config.yaml"
+    if config_path.exists():
+        try:
+            loaded = yaml.safe_load(config_path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
+            raise ReportError(f"cannot read {config_path}: {_one_line(e)}") from e
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ReportError(f"cannot read {config_path}: expected a mapping at top level")
+        config = loaded or {}
+
+    try:
+        df = pd.read_csv(metrics_path)
+    except (OSError, ValueError) as e:  # pandas parser / empty-data / decode errors are ValueErrors
+        raise ReportError(f"cannot read {metrics_path}: {_one_line(e)}") from e
+    missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
+    if missing:
+        raise ReportError(f"{metrics_path} lacks column(s) {', '.join(missing)}")
+    cols = list(df.columns)
+    if cols.index("seed") > cols.index("iteration"):
+        raise ReportError(f"{metrics_path}: column 'seed' must come before 'iteration'")
+    if df.empty:
+        raise ReportError(f"{metrics_path} has no rows")
+    variant_cols = cols[cols.index("seed") + 1 : cols.index("iteration")]
+    numeric = ["iteration", "episode_return"] + [c for c in ("env_steps", "entropy") if c in cols]
+    for c in numeric:
+        try:
+            df[c] = pd.to_numeric(df[c])
+        except (ValueError, TypeError) as e:
+            raise ReportError(f"{metrics_path}: column {c!r} is not numeric ({_one_line(e)})") from e
+
+    env = None
+    train = config.get("train")
+    if isinstance(train, dict) and isinstance(train.get("env"), str):
+        env = train["env"]
+    if env is None:
+        try:
+            summary = json.loads((p / "summary.json").read_text(encoding="utf-8"))
+            if isinstance(summary, dict) and isinstance(summary.get("env"), str):
+                env = summary["env"]
+        except (OSError, ValueError):
+            pass
+    if env is None:
+        env = p.resolve().name
+    return RunData(path=p, config=config, metrics=df, variant_cols=variant_cols, env=env)
+
+
+# --------------------------------------------------------------------------------------------
+# Final returns and variant labels
+# --------------------------------------------------------------------------------------------
+
+
+def final_returns(df: pd.DataFrame, variant_cols: Sequence[str], fraction: float = 0.05) -> pd.DataFrame:
+    """Per-member final return: mean ``episode_return`` over its last ``fraction`` of iterations.
+
+    The window is ``max(1, round(I * fraction))`` iterations of the member's ``I``; NaN returns
+    (no episode ended) are skipped and a member with none in the window gets NaN. Matches
+    ``rpo_jax.population.final_returns`` / ``summary.json``.
+
+    Returns:
+      One row per member (sorted by ``member``): ``member, seed, *variant_cols, final_return``.
+    """
+    if not 0.0 < fraction <= 1.0:
+        raise ValueError(f"fraction must be in (0, 1], got {fraction}")
+    variant_cols = list(variant_cols)
+    d = df.sort_values(["member", "iteration"], kind="stable")
+    g = d.groupby("member", sort=True)
+    sizes = g["iteration"].transform("size").to_numpy()
+    windows = np.maximum(1, np.array([int(round(n * fraction)) for n in sizes]))
+    from_end = g.cumcount(ascending=False).to_numpy()
+    tail = d[from_end < windows]
+    finals = tail.groupby("member", sort=True)["episode_return"].mean()  # skips NaN
+    first = g[["seed", *variant_cols]].first()
+    out = first.assign(final_return=finals).reset_index()
+    return out[["member", "seed", *variant_cols, "final_return"]]
+
+
+def _fmt(v: Any) -> str:
+    if v is None or (isinstance(v, (float, np.floating)) and math.isnan(v)):
+        return "n/a"
+    if isinstance(v, (bool, np.bool_)):
+        return str(bool(v))
+    if isinstance(v, (float, np.floating)):
+        return f"{float(v):g}"
+    if isinstance(v, np.generic):
+        return str(v.item())
+    return str(v)
+
+
+def variant_label(values: Mapping[str, Any]) -> str:
+    """``{"alpha": 0.5, "ent_coef": 0.01}`` -> ``"alpha=0.5, ent_coef=0.01"`` (``default`` if empty)."""
+    return ", ".join(f"{c}={_fmt(v)}" for c, v in values.items()) or "default"
+
+
+def _config_value(config: Mapping[str, Any], col: str) -> Any:
+    """The value a run that did not sweep ``col`` used: hparams, then train, then top level."""
+    for section in ("hparams", "train"):
+        sec = config.get(section)
+        if isinstance(sec, dict) and col in sec:
+            return sec[col]
+    value = config.get(col)
+    return value if not isinstance(value, (dict, list)) else None
+
+
+def _safe_name(env: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", env).strip("_") or "env"
+
+
+# --------------------------------------------------------------------------------------------
+# Baseline selection
+# --------------------------------------------------------------------------------------------
+
+
+_OFF_LIKE = {"", "0", "0.0", "none", "null", "off", "false", "no", "n/a"}
+
+
+def _values_equal(a: Any, b: Any) -> bool:
+    try:
+        fa, fb = float(a), float(b)
+        if not (isinstance(a, str) or isinstance(b, str)):
+            return bool(np.isclose(fa, fb, rtol=1e-9, atol=1e-12))
+    except (TypeError, ValueError):
+        pass
+    return _fmt(a).lower() == _fmt(b).lower()
+
+
+def _library_default(col: str) -> Any:
+    """Default of ``col`` in rpo_jax.config (HParams / TrainConfig); ``_MISSING`` if unknown."""
+    try:  # imported lazily: it pulls in flax/jax, needed only to break a baseline tie
+        from rpo_jax import config as cfg
+    except Exception:  # pragma: no cover - the package always ships config
+        return _MISSING
+    for klass in (cfg.HParams, cfg.TrainConfig):
+        for f in dataclasses.fields(klass):
+            if f.name == col and f.default is not dataclasses.MISSING:
+                return f.default
+    return _MISSING
+
+
+_MISSING = object()
+
+
+def _is_default(col: str, value: Any) -> bool:
+    default = _library_default(col)
+    if default is not _MISSING:
+        return _values_equal(value, default)
+    return _fmt(value).lower() in _OFF_LIKE
+
+
+def _select_baseline(
+    variants: pd.DataFrame, variant_cols: list[str], baseline: Mapping[str, Any] | None
+) -> tuple[str | None, str]:
+    """Pick the baseline variant label; returns ``(label or None, explanation)``.
+
+    Raises ReportError for a user-given ``baseline`` that names an unknown column or matches
+    no / several variants.
+    """
+    user = baseline is not None
+    if user:
+        unknown = [k for k in baseline if k not in variant_cols]
+        if unknown:
+            raise ReportError(
+                f"baseline column(s) {', '.join(unknown)} not among the variant columns "
+                f"({', '.join(variant_cols) or 'none'})"
+            )
+        spec = dict(baseline)
+    else:
+        if "alpha" not in variant_cols:
+            return None, "no `alpha` variant column, so no PPO baseline (alpha = 0) to compare with"
+        spec = {"alpha": 0.0}
+        if "ent_coef" in variant_cols:
+            spec["ent_coef"] = 0.0
+    spec_text = variant_label(spec)
+    match = variants[
+        [all(_values_equal(row[k], v) for k, v in spec.items()) for _, row in variants.iterrows()]
+    ]
+    if len(match) > 1:  # prefer the candidate whose other knobs are all at their defaults
+        others = [c for c in variant_cols if c not in spec]
+        narrowed = match[[all(_is_default(c, row[c]) for c in others) for _, row in match.iterrows()]]
+        if len(narrowed) >= 1:
+            match = narrowed
+    if len(match) == 1:
+        how = "given with --baseline" if user else "default: the PPO variant"
+        return str(match["variant"].iloc[0]), f"{spec_text} ({how})"
+    if len(match) == 0:
+        msg = f"no variant matches baseline {spec_text}"
+    else:
+        msg = f"baseline {spec_text} is ambiguous: {'; '.join(match['variant'])}"
+    if user:
+        raise ReportError(msg)
+    return None, msg + " -- pass e.g. --baseline alpha=0 to choose one"
+
+
+# --------------------------------------------------------------------------------------------
+# Plots
+# --------------------------------------------------------------------------------------------
+
+
+def _save_figure(fig, path: pathlib.Path) -> None:
+    buf = io.BytesIO()
+    try:
+        fig.savefig(buf, format="png", dpi=120)
+    finally:
+        fig.clear()
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def _plot_curves(df: pd.DataFrame, path: pathlib.Path, *, group_by: list[str], x: str, y: str,
+                 member_col: str, title: str) -> None:
+    """Mean ± std curve of ``y`` vs ``x`` per variant (same reduction as
+    :func:`rpo_jax.results.plot_learning_curves`: each member's series forward-filled over the
+    union of x values, then mean and ddof=0 std over the members that have a value), with
+    distinct colours for up to 20 variants and the legend outside the axes when there are many.
+    """
+    from matplotlib import colormaps
+    from matplotlib.figure import Figure
+
+    groups = list(df.groupby(group_by, sort=True, dropna=False)) if group_by else [((), df)]
+    many = len(groups) > 6
+    fig = Figure(figsize=(9.5 if many else 7.0, 4.5), layout="constrained")
+    ax = fig.add_subplot()
+    cmap = colormaps["tab10" if len(groups) <= 10 else "tab20"]
+    for i, (key, g) in enumerate(groups):
+        key = key if isinstance(key, tuple) else (key,)
+        wide = g.groupby([x, member_col])[y].mean().unstack(member_col).sort_index().ffill()
+        mean = wide.mean(axis=1, skipna=True).to_numpy(dtype=float)
+        std = wide.std(axis=1, skipna=True, ddof=0).to_numpy(dtype=float)
+        xs = wide.index.to_numpy(dtype=float)
+        label = variant_label(dict(zip(group_by, key))) if group_by else "all members"
+        color = cmap(i % cmap.N)
+        ax.plot(xs, mean, color=color, linewidth=1.5, label=f"{label} (n={wide.shape[1]})")
+        ax.fill_between(xs, mean - std, mean + std, color=color, alpha=0.15, linewidth=0)
+    ax.set_xlabel(x)
+    ax.set_ylabel(f"{y} (mean ± std over seeds)")
+    ax.set_title(title)
+    ax.grid(True, alpha=0.3)
+    if many:
+        ax.legend(fontsize="x-small", loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
+    else:
+        ax.legend(fontsize="small")
+    _save_figure(fig, path)
+
+
+def _plot_alpha_ablation(finals: pd.DataFrame, variant_cols: list[str], env: str, path: pathlib.Path) -> None:
+    """Final return vs alpha (log x), mean ± std over seeds; alpha = 0 drawn as a flat band."""
+    from matplotlib.figure import Figure
+
+    others = [c for c in variant_cols if c != "alpha"]
+    fig = Figure(figsize=(7.0, 4.5), layout="constrained")
+    ax = fig.add_subplot()
+    groups = finals.groupby(others, sort=True, dropna=False) if others else [((), finals)]
+    positive_alphas: list[float] = []
+    for key, g in groups:
+        key = key if isinstance(key, tuple) else (key,)
+        suffix = variant_label(dict(zip(others, key)))
+        stats = (
+            g.groupby("alpha")["final_return"]
+            .agg(mean="mean", std=lambda s: s.std(ddof=0), n="count")
+            .sort_index()
+        )
+        alphas = stats.index.to_numpy(dtype=float)
+        pos = alphas > 0
+        positive_alphas.extend(alphas[pos])
+        label = suffix if others else "RPO"
+        (line,) = ax.plot(alphas[pos], stats["mean"][pos], marker="o", linewidth=1.5, label=label)
+        color = line.get_color()
+        ax.fill_between(
+            alphas[pos], (stats["mean"] - stats["std"])[pos], (stats["mean"] + stats["std"])[pos],
+            color=color, alpha=0.2, linewidth=0,
+        )
+        if (~pos).any():  # alpha = 0 is PPO; it has no place on a log axis
+            m0, s0 = float(stats["mean"][~pos].iloc[0]), float(stats["std"][~pos].iloc[0])
+            ax.axhline(m0, color=color, linestyle="--", linewidth=1.2,
+                       label=f"alpha=0 (PPO){', ' + suffix if others else ''}")
+            ax.axhspan(m0 - s0, m0 + s0, color=color, alpha=0.08, linewidth=0)
+    if positive_alphas:
+        ax.set_xscale("log")
+    ax.set_xlabel("alpha (log scale)")
+    ax.set_ylabel("final return (mean ± std over seeds)")
+    ax.set_title(f"{env}: alpha ablation")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize="small")
+    _save_figure(fig, path)
+
+
+# --------------------------------------------------------------------------------------------
+# Tables
+# --------------------------------------------------------------------------------------------
+
+
+def _cell(mean: float, std: float, n: int) -> str:
+    if n == 0 or math.isnan(mean):
+        return "n/a"
+    return f"{mean:.2f} ± {std:.2f} ({n})"
+
+
+def _md_escape(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def _final_returns_md(stats: pd.DataFrame, envs: list[str], variants: list[str], fraction: float,
+                      sources: list[str], n_nan: int) -> str:
+    lines = [
+        "# Final returns",
+        "",
+        f"Mean ± std (ddof=0) over seeds (n) of each member's final return: its mean episode return "
+        f"over the last {fraction:.0%} of training iterations. Rows: environments; columns: variants. "
+        "Best mean per environment in **bold**; – = variant not run on that environment.",
+        "",
+        "| env | " + " | ".join(_md_escape(v) for v in variants) + " |",
+        "|---|" + "---:|" * len(variants),
+    ]
+    for env in envs:
+        rows = stats[stats["env"] == env].set_index("variant")
+        best = rows["mean"].max() if rows["mean"].notna().any() else None
+        cells = []
+        for v in variants:
+            if v not in rows.index:
+                cells.append("–")
+                continue
+            r = rows.loc[v]
+            text = _cell(float(r["mean"]), float(r["std"]), int(r["n"]))
+            if best is not None and r["mean"] == best:
+                text = f"**{text}**"
+            cells.append(text)
+        lines.append(f"| {_md_escape(env)} | " + " | ".join(cells) + " |")
+    lines.append("")
+    if n_nan:
+        lines.append(f"{n_nan} member(s) finished no episode in the final window and are not counted in n.")
+        lines.append("")
+    lines.append("Sources: " + ", ".join(f"`{s}`" for s in sources))
+    lines.append("")
+    return "\n".join(lines)
+
+
+def _score_matrix(finals: pd.DataFrame, variant: str, envs: list[str]) -> np.ndarray:
+    """``[runs, tasks]`` final returns of one variant, NaN-padded where a task has fewer runs."""
+    cols = [
+        finals.loc[(finals["variant"] == variant) & (finals["env"] == e), "final_return"].dropna().to_numpy()
+        for e in envs
+    ]
+    runs = max((len(c) for c in cols), default=0)
+    m = np.full((max(runs, 1), len(envs)), np.nan)
+    for j, c in enumerate(cols):
+        m[: len(c), j] = c
+    return m
+
+
+def _aggregate_md(finals: pd.DataFrame, envs: list[str], variants: list[str], baseline: str | None,
+                  baseline_note: str, fraction: float) -> str:
+    t = len(envs)
+    valid = finals.dropna(subset=["final_return"])
+    low = np.array([valid.loc[valid["env"] == e, "final_return"].min() for e in envs], dtype=float)
+    high = np.array([valid.loc[valid["env"] == e, "final_return"].max() for e in envs], dtype=float)
+    pct = f"{CONFIDENCE:.0%}"
+    lines = ["# Aggregate statistics across tasks", ""]
+    if t == 1:
+        lines += [
+            f"**Only one task (env) is present: `{envs[0]}`.** The numbers below are not aggregates "
+            "across tasks: the IQM and its confidence interval reflect seed-to-seed variation on "
+            "this single task only. Pass run directories of several envs for cross-task statistics.",
+            "",
+        ]
+    lines += [
+        f"Tasks ({t}): " + ", ".join(f"`{e}`" for e in envs) + ".",
+        "",
+        f"Scores: per-member final return (mean episode return over the last {fraction:.0%} of "
+        "iterations), min-max normalised per task over the runs of all variants on that task "
+        "(0 = worst run, 1 = best run).",
+        "",
+        f"## IQM of normalised final return ({pct} stratified bootstrap CI, {BOOTSTRAP_REPS} resamples)",
+        "",
+        "| variant | tasks | runs | IQM | " + pct + " CI |",
+        "|---|---:|---:|---:|---|",
+    ]
+    matrices = {v: _score_matrix(finals, v, envs) for v in variants}
+    for v in variants:
+        m = matrices[v]
+        has = ~np.all(np.isnan(m), axis=0)
+        runs = int(np.sum(~np.isnan(m)))
+        if runs == 0:
+            lines.append(f"| {_md_escape(v)} | 0/{t} | 0 | n/a | n/a |")
+            continue
+        norm = aggregate.normalize_scores(m[:, has], low[has], high[has])
+        point, lo, hi = aggregate.stratified_bootstrap_ci(
+            norm, aggregate.iqm, reps=BOOTSTRAP_REPS, confidence=CONFIDENCE, seed=0
+        )
+        lines.append(f"| {_md_escape(v)} | {int(has.sum())}/{t} | {runs} | {point:.3f} | [{lo:.3f}, {hi:.3f}] |")
+    lines += ["", "## Probability of improvement over the baseline", ""]
+    if baseline is None:
+        lines += [f"No baseline: {baseline_note}.", ""]
+        return "\n".join(lines)
+    lines += [
+        f"Baseline: `{baseline}` -- {baseline_note}.",
+        "",
+        "P(X > baseline): for each task, the probability that a random run of variant X has a higher "
+        "final return than a random run of the baseline (ties count 1/2), averaged over the tasks "
+        f"both were run on; {pct} CI by stratified bootstrap (runs of both resampled within each task).",
+        "",
+        f"| variant | tasks | P(X > baseline) | {pct} CI |",
+        "|---|---:|---:|---|",
+    ]
+    base = matrices[baseline]
+    base_has = ~np.all(np.isnan(base), axis=0)
+    for v in variants:
+        if v == baseline:
+            continue
+        m = matrices[v]
+        both = base_has & ~np.all(np.isnan(m), axis=0)
+        if not both.any():
+            lines.append(f"| {_md_escape(v)} | 0/{t} | n/a | n/a |")
+            continue
+        point, lo, hi = aggregate.probability_of_improvement_ci(
+            m[:, both], base[:, both], reps=BOOTSTRAP_REPS, confidence=CONFIDENCE, seed=0
+        )
+        lines.append(f"| {_md_escape(v)} | {int(both.sum())}/{t} | {point:.2f} | [{lo:.2f}, {hi:.2f}] |")
+    lines.append("")
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------
+# Report
+# --------------------------------------------------------------------------------------------
+
+
+def _sorted_variants(variants: pd.DataFrame, variant_cols: list[str]) -> pd.DataFrame:
+    if not variant_cols:
+        return variants
+    try:
+        return variants.sort_values(variant_cols, kind="stable", na_position="last")
+    except TypeError:  # mixed types in a column: keep order of appearance
+        return variants
+
+
+def make_report(
+    run_dirs: Sequence[str],
+    out_dir: str | None = None,
+    *,
+    baseline: Mapping[str, Any] | None = None,
+    fraction: float = 0.05,
+) -> list[pathlib.Path]:
+    """Write the report of one or more sweep run directories into ``out_dir``.
+
+    Args:
+      run_dirs: sweep output directories; they may cover different envs and/or variants.
+      out_dir: destination (created). Default with a single run: ``<run>/report``.
+      baseline: variant-column values of the baseline for the probability of improvement, e.g.
+        ``{"alpha": 0.0}``. Default: the variant with ``alpha == 0`` (and ``ent_coef == 0`` if
+        swept); other knobs at their defaults if that leaves a choice.
+      fraction: final-return window (fraction of the last iterations).
+
+    Returns:
+      The written files, in writing order.
+
+    Raises:
+      ReportError: unusable input (see :func:`load_run`), no run dirs, several runs without
+        ``out_dir``, or a ``baseline`` that names an unknown column or matches no single variant.
+    """
+    if not run_dirs:
+        raise ReportError("no run directories given")
+    runs = [load_run(d) for d in run_dirs]
+    if out_dir is None:
+        if len(runs) > 1:
+            raise ReportError("several run directories: pass an output directory (--out DIR)")
+        out_dir = str(runs[0].path / "report")
+    out = pathlib.Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise ReportError(f"output path {out_dir} exists and is not a directory")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ReportError(f"cannot create output directory {out_dir}: {_one_line(e)}") from e
+
+    variant_cols: list[str] = []
+    for r in runs:
+        variant_cols += [c for c in r.variant_cols if c not in variant_cols]
+
+    metric_frames, final_frames = [], []
+    for i, r in enumerate(runs):
+        m = r.metrics.copy()
+        for c in variant_cols:
+            if c not in m.columns:
+                m[c] = _config_value(r.config, c)
+        m["_uid"] = f"{i}:" + m["member"].astype(str)
+        m["_env"] = r.env
+        metric_frames.append(m)
+        f = final_returns(m, variant_cols, fraction)
+        f.insert(0, "run", str(r.path))
+        f.insert(0, "env", r.env)
+        final_frames.append(f)
+    finals = pd.concat(final_frames, ignore_index=True)
+    columns = [finals[c].tolist() for c in variant_cols]  # per column: no dtype upcasting
+    finals["variant"] = [
+        variant_label(dict(zip(variant_cols, (col[i] for col in columns)))) for i in range(len(finals))
+    ]
+
+    variants_df = _sorted_variants(
+        finals.drop_duplicates("variant")[[*variant_cols, "variant"]], variant_cols
+    ).reset_index(drop=True)
+    variants = list(variants_df["variant"])
+    envs = list(dict.fromkeys(r.env for r in runs))
+    base_label, base_note = _select_baseline(variants_df, variant_cols, baseline)
+
+    written: list[pathlib.Path] = []
+    used_names: set[str] = set()
+    for env in envs:
+        name = _safe_name(env)
+        k = 2
+        while name in used_names:
+            name, k = f"{_safe_name(env)}_{k}", k + 1
+        used_names.add(name)
+        m = pd.concat([f for f in metric_frames if f["_env"].iloc[0] == env], ignore_index=True)
+        x = "env_steps" if "env_steps" in m.columns else "iteration"
+        path = out / f"learning_curves_{name}.png"
+        _plot_curves(m, path, group_by=variant_cols, x=x, y="episode_return",
+                     member_col="_uid", title=f"{env}: episode return")
+        written.append(path)
+        if "entropy" in m.columns:
+            path = out / f"entropy_{name}.png"
+            _plot_curves(m, path, group_by=variant_cols, x=x, y="entropy",
+                         member_col="_uid", title=f"{env}: policy entropy")
+            written.append(path)
+        fe = finals[finals["env"] == env]
+        if "alpha" in variant_cols and fe["alpha"].dropna().nunique() > 2:
+            path = out / f"alpha_ablation_{name}.png"
+            _plot_alpha_ablation(fe, variant_cols, env, path)
+            written.append(path)
+
+    stats = (
+        finals.groupby(["env", "variant"], sort=False)["final_return"]
+        .agg(mean="mean", std=lambda s: s.std(ddof=0), n="count")
+        .reset_index()
+    )
+    stats["std"] = stats["std"].where(stats["n"] > 0)
+    n_nan = int(finals["final_return"].isna().sum())
+    sources = [str(r.path) for r in runs]
+
+    path = out / "final_returns.md"
+    atomic_write_text(path, _final_returns_md(stats, envs, variants, fraction, sources, n_nan))
+    written.append(path)
+
+    table = stats.merge(variants_df, on="variant", how="left")
+    table["env"] = pd.Categorical(table["env"], categories=envs, ordered=True)
+    table["variant"] = pd.Categorical(table["variant"], categories=variants, ordered=True)
+    table = table.sort_values(["env", "variant"])[["env", "variant", *variant_cols, "mean", "std", "n"]]
+    table["env"] = table["env"].astype(str)
+    table["variant"] = table["variant"].astype(str)
+    path = out / "final_returns.csv"
+    write_table(table, path)
+    written.append(path)
+
+    path = out / "aggregate.md"
+    atomic_write_text(path, _aggregate_md(finals, envs, variants, base_label, base_note, fraction))
+    written.append(path)
+    return written
+
+
+# --------------------------------------------------------------------------------------------
+# CLI
+# --------------------------------------------------------------------------------------------
+
+
+class _UsageError(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one-line errors instead of usage + message, exit code 2
+        raise _UsageError(message)
+
+
+def _parse_baseline(items: Sequence[str] | None) -> dict[str, Any] | None:
+    if not items:
+        return None
+    spec: dict[str, Any] = {}
+    for item in items:
+        for part in item.split(","):
+            part = part.strip()
+            if not part:
+                continue
+            key, sep, value = part.partition("=")
+            if not sep or not key.strip() or not value.strip():
+                raise _UsageError(f"--baseline expects COLUMN=VALUE[,COLUMN=VALUE], got {item!r}")
+            try:
+                parsed = yaml.safe_load(value.strip())
+            except yaml.YAMLError:
+                parsed = value.strip()
+            spec[key.strip()] = parsed if isinstance(parsed, (int, float, bool, str)) else value.strip()
+    return spec
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="rpo-jax report",
+        description="Paper-style report (learning/entropy curves, alpha ablation, final-return table, "
+        "cross-task aggregates) from finished sweep directories.",
+    )
+    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="sweep output directory (several allowed)")
+    p.add_argument("--out", default=None, metavar="DIR",
+                   help="output directory (default with one run: RUN_DIR/report)")
+    p.add_argument("--baseline", action="append", metavar="COL=VALUE[,COL=VALUE]",
+                   help="baseline variant for the probability of improvement (default: alpha=0, "
+                   "and ent_coef=0 if swept); may be repeated")
+    p.add_argument("--fraction", type=float, default=0.05,
+                   help="final return = mean over this last fraction of iterations (default 0.05)")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``rpo-jax report``: returns 0 on success, 2 with a one-line error on bad input."""
+    try:
+        args = _build_parser().parse_args(argv)
+        if not 0.0 < args.fraction <= 1.0:
+            raise _UsageError(f"--fraction must be in (0, 1], got {args.fraction}")
+        paths = make_report(args.run_dirs, args.out, baseline=_parse_baseline(args.baseline),
+                            fraction=args.fraction)
+    except SystemExit as e:  # --help
+        return e.code if isinstance(e.code, int) else 0
+    except (_UsageError, ReportError, OSError) as e:
+        print(f"rpo-jax: error: {_one_line(e)}", file=sys.stderr)
+        return 2
+    for p in paths:
+        print(f"wrote {p}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
