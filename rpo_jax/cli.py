@@ -61,7 +61,16 @@ def _build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--seeds", help="number of seeds (0..N-1) or a comma-separated list")
     sweep.add_argument("--grid", nargs="+", default=[], metavar="NAME=V1,V2",
                        help="sweep hyperparameters, e.g. --grid alpha=0,0.5 ent_coef=0,0.01")
+    # Listed for --help; dispatched to their own modules' parsers in main().
+    for name, text in _DELEGATED.items():
+        sub.add_parser(name, help=text, add_help=False).add_argument("args", nargs=argparse.REMAINDER)
     return parser
+
+
+# Subcommands with their own parser: name -> (help text); module rpo_jax.<name> provides main(argv).
+_DELEGATED = {
+    "report": "figures and tables from finished sweep directories (rpo-jax report RUN_DIR ... [--out DIR])",
+}
 
 
 def resolve_config(args: argparse.Namespace) -> ExperimentConfig:
@@ -244,6 +253,11 @@ def _group_summary(members, group_names, finals) -> list[dict[str, Any]]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in _DELEGATED:
+        import importlib
+
+        return importlib.import_module(f"rpo_jax.{argv[0]}").main(argv[1:])
     args = _build_parser().parse_args(argv)
     return run(args)
 
