@@ -18,7 +18,7 @@ from typing import Any, Sequence
 
 # XLA's C++ logging prints pages of harmless warnings when loading cached CPU
 # executables; keep them out of the progress output unless the user asks.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np
 
@@ -51,6 +51,8 @@ def _build_parser() -> argparse.ArgumentParser:
         p.add_argument("--distributed", action="store_true",
                        help="call jax.distributed.initialize() first (multi-host; reads the usual env variables)")
         p.add_argument("--quiet", action="store_true", help="no per-chunk progress lines")
+        p.add_argument("--reduced", action="store_true",
+                       help="apply the config's 'reduced' section: the same experiment at a CPU-sized budget")
 
     train = sub.add_parser("train", help="train one member (seed and hparams from the config)")
     common(train)
@@ -76,6 +78,12 @@ _DELEGATED = {
 def resolve_config(args: argparse.Namespace) -> ExperimentConfig:
     """Config file + overrides -> a validated ExperimentConfig (raises ConfigError)."""
     data = cfgmod.load_yaml(args.config)
+    reduced = data.pop("reduced", None)
+    if args.reduced:
+        if not isinstance(reduced, dict) or not reduced:
+            raise ConfigError(f"--reduced: {args.config} has no 'reduced' section of section.key: value overrides")
+        for key, value in reduced.items():
+            cfgmod.set_value(data, key, value)
     for section in ("train", "hparams", "sweep"):
         if data.get(section) is None:
             data[section] = {}
@@ -126,18 +134,22 @@ def _parse_seeds(text: str) -> Any:
         raise ConfigError(f"--seeds must be a count or a comma-separated list of integers, got '{text}'") from None
 
 
-def _progress_printer(members: list[dict[str, Any]], group_names: list[str]):
-    groups: dict[tuple, list[int]] = {}
-    for m in members:
-        groups.setdefault(tuple(m[n] for n in group_names), []).append(m["member"])
+def _fmt(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
+
+def _progress_printer(group_names: list[str]):
     def report(info: dict[str, Any]) -> None:
+        members = info["members"]
+        groups: dict[tuple, list[int]] = {}
+        for i, m in enumerate(members):
+            groups.setdefault(tuple(m[n] for n in group_names), []).append(i)
         returns = info["metrics"]["episode_return"]
         parts = []
         for values, idx in groups.items():
             rows = returns[idx]
             last = np.array([r[~np.isnan(r)][-1] if np.any(~np.isnan(r)) else np.nan for r in rows])
-            label = ", ".join(f"{n}={v:g}" for n, v in zip(group_names, values)) or "return"
+            label = ", ".join(f"{n}={_fmt(v)}" for n, v in zip(group_names, values)) or "return"
             if np.all(np.isnan(last)):
                 parts.append(f"{label}: n/a")
             else:
@@ -155,7 +167,7 @@ def _progress_printer(members: list[dict[str, Any]], group_names: list[str]):
 def _write_outputs(out_dir: str, config: ExperimentConfig, result, summary: dict[str, Any]) -> None:
     from rpo_jax import population
 
-    group_names = [n for n, _ in config.sweep.grid]
+    group_names = _group_names(config)
     table = results.metrics_table(result.metrics, result.members)
     results.write_table(table, os.path.join(out_dir, "metrics.csv"))
     results.plot_learning_curves(
@@ -197,47 +209,49 @@ def run(args: argparse.Namespace) -> int:
             return EXIT_BAD_INPUT
         devices = devices[: args.devices]
 
-    from rpo_jax import population, train
+    from rpo_jax import population
 
     if out_dir is not None:
         results.write_yaml(os.path.join(out_dir, "config.yaml"), config.to_dict())
-    trainer = train.make_train(config.train)
-    pop = population.build_population(config.sweep, config.hparams)
-    group_names = [n for n, _ in config.sweep.grid]
+    group_names = _group_names(config)
+    size = len(config.sweep.members(config.hparams))
+    compiles = len(config.sweep.static_points())
     print(
-        f"rpo-jax {args.command}: {config.train.env}, {pop.size} member(s) "
-        f"({len(config.sweep.seeds)} seeds x {pop.size // len(config.sweep.seeds)} grid points), "
-        f"{trainer.num_iterations} iterations of {config.train.batch_size} steps, {len(devices)} device(s)",
+        f"rpo-jax {args.command}: {config.train.env}, {size} member(s) "
+        f"({len(config.sweep.seeds)} seeds x {size // len(config.sweep.seeds)} configurations), "
+        f"{config.train.num_iterations} iterations of {config.train.batch_size} steps, {len(devices)} device(s)"
+        + (f", {compiles} compiled programs (static sweep)" if compiles > 1 else ""),
         flush=True,
     )
-    result = population.run_population(
-        trainer,
-        pop,
-        chunk_iterations=config.sweep.chunk_iterations,
-        devices=devices,
-        progress_fn=None if args.quiet else _progress_printer(pop.members, group_names),
+    result = population.run_experiment(
+        config, devices=devices, progress_fn=None if args.quiet else _progress_printer(group_names)
     )
     finals = population.final_returns(result.metrics)
-    total_steps = trainer.num_iterations * config.train.batch_size * pop.size
+    total_steps = config.train.num_iterations * config.train.batch_size * size
     summary = {
         "env": config.train.env,
-        "members": pop.size,
+        "members": size,
         "devices": result.num_devices,
         "compile_seconds": round(result.compile_seconds, 2),
         "run_seconds": round(result.run_seconds, 2),
         "env_steps_total": total_steps,
         "env_steps_per_second": round(total_steps / result.run_seconds, 1),
-        "final_return": _group_summary(pop.members, group_names, finals),
+        "final_return": _group_summary(result.members, group_names, finals),
     }
     print(f"compile {result.compile_seconds:.1f}s, run {result.run_seconds:.1f}s "
           f"({summary['env_steps_per_second']:,.0f} env steps/s)")
     for row in summary["final_return"]:
-        label = ", ".join(f"{n}={row[n]:g}" for n in group_names) or "all members"
+        label = ", ".join(f"{n}={_fmt(row[n])}" for n in group_names) or "all members"
         print(f"final return {label}: {row['mean']:.1f} ± {row['std']:.1f} over {row['n']} seeds")
     if out_dir is not None:
         _write_outputs(out_dir, config, result, summary)
         print(f"wrote {out_dir}/ (config.yaml, metrics.csv, learning_curve.png, checkpoint/, summary.json)")
     return 0
+
+
+def _group_names(config: ExperimentConfig) -> list[str]:
+    """Member-table columns that tell configurations apart (static fields, then hyperparameters)."""
+    return [n for n, _ in config.sweep.static] + config.sweep.swept_hparams
 
 
 def _group_summary(members, group_names, finals) -> list[dict[str, Any]]:

@@ -180,12 +180,26 @@ def validate_hparam(name: str, value: Any, where: str = "hparams") -> float:
     return float(value)
 
 
+# Static TrainConfig fields a sweep may vary: each value is its own compile, run
+# one after another in the same process and reported as one population.
+STATIC_SWEEP_FIELDS: tuple[str, ...] = ("action_dist", "augmentation")
+
+
 @dataclasses.dataclass(frozen=True)
 class SweepConfig:
-    """Which population to train: ``seeds`` x the Cartesian product of ``grid``."""
+    """Which population to train.
+
+    Members are, outermost first: ``static`` points (static TrainConfig values,
+    one compile each) x ``variants`` (explicit hyperparameter points, e.g. PPO
+    with an entropy bonus next to RPO) x the Cartesian product of ``grid`` x
+    ``seeds``. Every hyperparameter named in ``variants`` or ``grid`` becomes a
+    column of the member table, filled from ``hparams`` where a point omits it.
+    """
 
     seeds: tuple[int, ...] = (0,)
     grid: tuple[tuple[str, tuple[float, ...]], ...] = ()
+    variants: tuple[tuple[tuple[str, float], ...], ...] = ()
+    static: tuple[tuple[str, tuple[Any, ...]], ...] = ()
     chunk_iterations: int = 0  # iterations per progress report; 0 = about 20 reports
 
     def validate(self) -> None:
@@ -203,20 +217,51 @@ class SweepConfig:
                 raise ConfigError(f"sweep.grid.{name} is empty")
             for v in values:
                 validate_hparam(name, v, where="sweep.grid")
+        for i, point in enumerate(self.variants):
+            for name, value in point:
+                validate_hparam(name, value, where=f"sweep.variants[{i}]")
+                if name in names:
+                    raise ConfigError(f"sweep.variants[{i}] sets '{name}', which sweep.grid also sweeps")
+        for name, values in self.static:
+            if name not in STATIC_SWEEP_FIELDS:
+                raise ConfigError(
+                    f"sweep.static.{name} is not sweepable; static sweeps take {', '.join(STATIC_SWEEP_FIELDS)}"
+                )
+            if not values or len(set(values)) != len(values):
+                raise ConfigError(f"sweep.static.{name} must list distinct values, got {list(values)!r}")
         if not isinstance(self.chunk_iterations, int) or self.chunk_iterations < 0:
             raise ConfigError(f"sweep.chunk_iterations must be an integer >= 0, got {self.chunk_iterations!r}")
 
-    def members(self) -> list[dict[str, Any]]:
-        """One dict per population member: ``member``, ``seed`` and every grid value.
+    @property
+    def swept_hparams(self) -> list[str]:
+        """Names of the hyperparameters that vary across members (variants first, then grid)."""
+        names: list[str] = []
+        for point in self.variants:
+            names += [n for n, _ in point if n not in names]
+        return names + [n for n, _ in self.grid if n not in names]
 
-        Order: grid points outermost, seeds innermost, so members of one grid
-        point are contiguous.
+    def static_points(self) -> list[dict[str, Any]]:
+        """One dict of static TrainConfig values per compile (``[{}]`` if none are swept)."""
+        names = [n for n, _ in self.static]
+        return [dict(zip(names, values)) for values in itertools.product(*[v for _, v in self.static])]
+
+    def members(self, base: HParams) -> list[dict[str, Any]]:
+        """One row per population member: ``member``, ``seed``, static values and swept hyperparameters.
+
+        Order: static points, then variants, then grid points, then seeds, so
+        the seeds of one configuration are contiguous.
         """
-        names = [n for n, _ in self.grid]
+        names = self.swept_hparams
+        grid_names = [n for n, _ in self.grid]
         rows = []
-        for point in itertools.product(*[values for _, values in self.grid]):
-            for seed in self.seeds:
-                rows.append({"member": len(rows), "seed": seed, **dict(zip(names, point))})
+        for static in self.static_points():
+            for variant in self.variants or ((),):
+                for point in itertools.product(*[values for _, values in self.grid]):
+                    values = {n: float(getattr(base, n)) for n in names}
+                    values.update(dict(variant))
+                    values.update(dict(zip(grid_names, point)))
+                    for seed in self.seeds:
+                        rows.append({"member": len(rows), "seed": seed, **static, **values})
         return rows
 
 
@@ -231,6 +276,11 @@ class ExperimentConfig:
         for name in HPARAM_NAMES:
             validate_hparam(name, getattr(self.hparams, name))
         self.sweep.validate()
+        for point in self.sweep.static_points():
+            variant = dataclasses.replace(self.train, **point)
+            variant.validate()
+            if variant.num_iterations != self.train.num_iterations:
+                raise ConfigError(f"sweep.static point {point} changes the number of iterations")
 
     def to_dict(self) -> dict[str, Any]:
         train = dataclasses.asdict(self.train)
@@ -242,6 +292,8 @@ class ExperimentConfig:
             "sweep": {
                 "seeds": list(self.sweep.seeds),
                 "grid": {n: [float(v) for v in vs] for n, vs in self.sweep.grid},
+                "variants": [{n: float(v) for n, v in point} for point in self.sweep.variants],
+                "static": {n: list(vs) for n, vs in self.sweep.static},
                 "chunk_iterations": self.sweep.chunk_iterations,
             },
         }
@@ -326,10 +378,25 @@ def config_from_dict(data: Mapping[str, Any]) -> ExperimentConfig:
                     values = [values]
                 grid.append((name, tuple(validate_hparam(name, v, where="sweep.grid") for v in values)))
             sweep_kwargs["grid"] = tuple(grid)
+        elif key == "variants":
+            if not isinstance(value, (list, tuple)) or not all(isinstance(v, Mapping) for v in value):
+                raise ConfigError(f"sweep.variants must be a list of mappings name: value, got {value!r}")
+            points = []
+            for i, point in enumerate(value):
+                points.append(tuple((n, validate_hparam(n, v, where=f"sweep.variants[{i}]")) for n, v in point.items()))
+            sweep_kwargs["variants"] = tuple(points)
+        elif key == "static":
+            if not isinstance(value, Mapping):
+                raise ConfigError(f"sweep.static must map train fields to lists of values, got {value!r}")
+            sweep_kwargs["static"] = tuple(
+                (n, tuple(vs) if isinstance(vs, (list, tuple)) else (vs,)) for n, vs in value.items()
+            )
         elif key == "chunk_iterations":
             sweep_kwargs["chunk_iterations"] = value
         else:
-            raise ConfigError(f"unknown key 'sweep.{key}'; choose from seeds, grid, chunk_iterations")
+            raise ConfigError(
+                f"unknown key 'sweep.{key}'; choose from seeds, grid, variants, static, chunk_iterations"
+            )
     config = ExperimentConfig(train=train, hparams=hparams, sweep=SweepConfig(**sweep_kwargs))
     config.validate()
     return config
@@ -369,14 +436,21 @@ def apply_override(data: dict[str, Any], assignment: str) -> None:
     if "=" not in assignment:
         raise ConfigError(f"override '{assignment}' must look like section.key=value")
     dotted, text = assignment.split("=", 1)
+    set_value(data, dotted, parse_value(text))
+
+
+def set_value(data: dict[str, Any], dotted: str, value: Any) -> None:
+    """Sets ``section.key`` (e.g. ``train.num_envs``) of a config dict in place."""
     parts = dotted.strip().split(".")
     if len(parts) != 2 or parts[0] not in _SECTIONS or not parts[1]:
         raise ConfigError(
             f"override key '{dotted}' must be section.key with section one of {', '.join(_SECTIONS)}"
         )
-    section = data.setdefault(parts[0], {}) or {}
+    section = data.get(parts[0]) or {}
+    if not isinstance(section, dict):
+        raise ConfigError(f"config section '{parts[0]}' must be a mapping, got {type(section).__name__}")
     data[parts[0]] = section
-    section[parts[1]] = parse_value(text)
+    section[parts[1]] = value
 
 
 def parse_grid(assignments: Sequence[str]) -> dict[str, list[Any]]:

@@ -21,8 +21,8 @@ import numpy as np
 from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from rpo_jax.config import HParams, SweepConfig
-from rpo_jax.train import Trainer, TrainState, as_hparams, stack_hparams
+from rpo_jax.config import ExperimentConfig, HParams, SweepConfig
+from rpo_jax.train import Trainer, TrainState, as_hparams, make_train, stack_hparams
 
 POPULATION_AXIS = "population"
 
@@ -40,14 +40,19 @@ class Population:
         return len(self.members)
 
 
-def build_population(sweep: SweepConfig, base: HParams) -> Population:
-    """Members = Cartesian product of ``sweep.grid`` x ``sweep.seeds`` around ``base``.
+def build_population(sweep: SweepConfig, base: HParams, static_point: dict[str, Any] | None = None) -> Population:
+    """The members of ``sweep`` (see ``SweepConfig.members``) that share one static point, around ``base``.
 
-    A member's PRNG key depends only on its seed, so the same seed with other
-    hyperparameters starts from the same initial networks and environments.
+    ``static_point`` selects one compile's members when ``sweep.static`` is set
+    (default: all members, valid when nothing static is swept). A member's PRNG
+    key depends only on its seed, so the same seed with other hyperparameters
+    starts from the same initial networks and environments.
     """
-    members = sweep.members()
-    names = [name for name, _ in sweep.grid]
+    static_point = static_point or {}
+    if set(static_point) != {n for n, _ in sweep.static}:
+        raise ValueError(f"static_point {static_point} must set exactly the swept static fields")
+    members = [m for m in sweep.members(base) if all(m[k] == v for k, v in static_point.items())]
+    names = sweep.swept_hparams
     rows = [as_hparams(base, **{n: m[n] for n in names}) for m in members]
     keys = np.stack([np.asarray(jax.random.PRNGKey(m["seed"])) for m in members])
     return Population(members=members, keys=keys, hparams=stack_hparams(rows))
@@ -126,7 +131,8 @@ def run_population(
       devices: devices of the population mesh; default all devices.
       progress_fn: called on the host after every chunk with a dict holding
         ``iteration``, ``num_iterations``, ``env_steps``, ``elapsed`` (seconds of
-        run time so far) and ``metrics`` (name -> ``[P, chunk]`` numpy arrays).
+        run time so far), ``members`` and ``metrics`` (name -> ``[P, chunk]``
+        numpy arrays).
 
     Returns:
       A :class:`SweepResult`; padding members added to fill the mesh are removed.
@@ -171,6 +177,7 @@ def run_population(
                     "num_iterations": num_iterations,
                     "env_steps": done * trainer.config.batch_size,
                     "elapsed": time.perf_counter() - start,
+                    "members": population.members,
                     "metrics": metrics,
                 }
             )
@@ -184,6 +191,42 @@ def run_population(
         compile_seconds=compile_seconds,
         run_seconds=run_seconds,
         num_devices=num_devices,
+    )
+
+
+def run_experiment(
+    config: ExperimentConfig,
+    *,
+    devices: Sequence[jax.Device] | None = None,
+    progress_fn: ProgressFn | None = None,
+) -> SweepResult:
+    """Trains the whole population of ``config``: one compiled program per static point.
+
+    Without ``sweep.static`` this is one :func:`run_population` call. With it,
+    each static point (e.g. ``action_dist = laplace``) is compiled and run in
+    turn in this process and the results are joined into one population:
+    members keep their global index and carry the static values as columns.
+    """
+    results = []
+    for point in config.sweep.static_points():
+        trainer = make_train(dataclasses.replace(config.train, **point))
+        pop = build_population(config.sweep, config.hparams, point)
+        results.append(run_population(
+            trainer, pop, chunk_iterations=config.sweep.chunk_iterations, devices=devices, progress_fn=progress_fn
+        ))
+    if len(results) == 1:
+        return results[0]
+    structures = {jax.tree.structure(r.state) for r in results}
+    if len(structures) != 1:
+        raise ValueError("static sweep points produced train states of different structure; run them separately")
+    metric_names = [n for n in results[0].metrics if all(n in r.metrics for r in results)]
+    return SweepResult(
+        members=[m for r in results for m in r.members],
+        state=jax.tree.map(lambda *xs: np.concatenate(xs), *[r.state for r in results]),
+        metrics={n: np.concatenate([r.metrics[n] for r in results]) for n in metric_names},
+        compile_seconds=sum(r.compile_seconds for r in results),
+        run_seconds=sum(r.run_seconds for r in results),
+        num_devices=results[0].num_devices,
     )
 
 

@@ -7,7 +7,7 @@ on-disk cache makes repeated test runs much faster.
 import os
 
 # XLA prints pages of harmless warnings when loading cached CPU executables.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import jax  # noqa: E402
 

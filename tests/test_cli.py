@@ -157,3 +157,53 @@ def test_tiny_sweep_writes_config_table_curve_and_checkpoint(tmp_path, capsys, t
 def test_train_command_runs_one_member(tmp_path, capsys, tiny_config):
     assert cli.main(["train", tiny_config, "--seed", "5", "--quiet"]) == 0
     assert "1 member(s)" in capsys.readouterr().out
+
+
+def test_variants_and_static_points_make_the_member_table():
+    config = cfgmod.config_from_dict({
+        "hparams": {"alpha": 0.5, "ent_coef": 0.0},
+        "sweep": {"seeds": [0, 1], "variants": [{"alpha": 0.5}, {"alpha": 0.0, "ent_coef": 0.05}],
+                  "static": {"action_dist": ["gaussian", "laplace"]}},
+    })
+    rows = config.sweep.members(config.hparams)
+    assert len(rows) == 2 * 2 * 2
+    assert rows[0] == {"member": 0, "seed": 0, "action_dist": "gaussian", "alpha": 0.5, "ent_coef": 0.0}
+    assert rows[3] == {"member": 3, "seed": 1, "action_dist": "gaussian", "alpha": 0.0, "ent_coef": 0.05}
+    assert rows[4]["action_dist"] == "laplace"
+    pop = population.build_population(config.sweep, config.hparams, {"action_dist": "laplace"})
+    assert [m["member"] for m in pop.members] == [4, 5, 6, 7]
+    np.testing.assert_allclose(pop.hparams.ent_coef, [0.0, 0.0, 0.05, 0.05])
+
+
+@pytest.mark.parametrize("sweep,message", [
+    ({"static": {"num_envs": [1, 2]}}, "sweep.static.num_envs is not sweepable"),
+    ({"static": {"action_dist": ["gaussian", "beta"]}}, "train.action_dist must be gaussian, laplace or gumbel"),
+    ({"variants": [{"alpha": -1}]}, "sweep.variants[0].alpha must be >= 0"),
+    ({"variants": [{"alpha": 0}], "grid": {"alpha": [0, 1]}}, "which sweep.grid also sweeps"),
+    ({"variants": {"alpha": 0}}, "sweep.variants must be a list"),
+])
+def test_bad_sweep_sections(sweep, message):
+    with pytest.raises(cfgmod.ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        cfgmod.config_from_dict({"sweep": sweep})
+
+
+def test_reduced_flag_applies_the_reduced_section(tmp_path, no_compile, capsys):
+    path = _write(tmp_path, TINY_YAML + "reduced:\n  train.total_timesteps: 256\n  sweep.seeds: 1\n")
+    args = cli._build_parser().parse_args(["sweep", path, "--reduced"])
+    config = cli.resolve_config(args)
+    assert config.train.total_timesteps == 256 and config.sweep.seeds == (0,)
+    assert cli.resolve_config(cli._build_parser().parse_args(["sweep", path])).train.total_timesteps == 512
+    assert cli.main(["sweep", _write(tmp_path, TINY_YAML, "plain.yaml"), "--reduced"]) == 2
+    assert "has no 'reduced' section" in capsys.readouterr().err
+
+
+def test_every_shipped_config_resolves(no_compile):
+    import glob
+
+    files = sorted(glob.glob(os.path.join(os.path.dirname(__file__), "..", "configs", "**", "*.yaml"), recursive=True))
+    assert len(files) >= 8
+    for path in files:
+        flags = [[]] + ([["--reduced"]] if "reduced:" in open(path).read() else [])
+        for extra in flags:
+            config = cli.resolve_config(cli._build_parser().parse_args(["sweep", path, *extra]))
+            assert config.sweep.members(config.hparams), path
