@@ -68,6 +68,20 @@ class TrainConfig:
     augmentation: str = "none"  # none | rad | drac (rpo_jax.augmentation)
     rad_scale_low: float = 0.6  # random amplitude scaling range U[low, high]
     rad_scale_high: float = 1.2
+    # Policy optimiser: "ppo" (clipped surrogate, minibatch SGD; RPO when alpha > 0) or
+    # "trpo" (natural gradient + line search on the full batch; critic fitted by Adam).
+    algorithm: str = "ppo"
+    trpo_cg_iters: int = 10
+    trpo_damping: float = 0.1
+    trpo_backtrack_iters: int = 10
+    trpo_backtrack_coef: float = 0.8
+    # SR^2L smoothness regulariser lambda_s * E_s max_{s' in eps-ball} D_J(pi(s), pi(s'))
+    # (PPO-SR / TRPO-SR). eps is measured in the agent's input space: normalised
+    # observations when normalize_observations is on (the normaliser is a constant there).
+    smoothness: bool = False
+    smoothness_steps: int = 10  # PGD steps K (step size 0.2 eps)
+    smoothness_norm: str = "linf"  # linf | l2 ball
+    smoothness_stop_grad_sigma: bool = True  # sigma cannot shrink the penalty by growing
 
     @property
     def batch_size(self) -> int:
@@ -112,9 +126,24 @@ class TrainConfig:
         for name in (
             "normalize_observations", "normalize_rewards", "bootstrap_on_truncation",
             "clip_actions", "norm_adv", "clip_vloss", "anneal_lr", "perturb_mean",
+            "smoothness", "smoothness_stop_grad_sigma",
         ):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"train.{name} must be true or false, got {getattr(self, name)!r}")
+        if self.algorithm not in ("ppo", "trpo"):
+            raise ConfigError(f"train.algorithm must be ppo or trpo, got {self.algorithm!r}")
+        if self.smoothness_norm not in ("linf", "l2"):
+            raise ConfigError(f"train.smoothness_norm must be linf or l2, got {self.smoothness_norm!r}")
+        for name in ("smoothness_steps", "trpo_cg_iters", "trpo_backtrack_iters"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                raise ConfigError(f"train.{name} must be a positive integer, got {value!r}")
+        if not _is_number(self.trpo_damping) or self.trpo_damping < 0:
+            raise ConfigError(f"train.trpo_damping must be a number >= 0, got {self.trpo_damping!r}")
+        if not _is_number(self.trpo_backtrack_coef) or not 0 < self.trpo_backtrack_coef < 1:
+            raise ConfigError(f"train.trpo_backtrack_coef must be in (0, 1), got {self.trpo_backtrack_coef!r}")
+        if (self.smoothness or self.algorithm == "trpo") and self.action_dist != "gaussian":
+            raise ConfigError("train.smoothness and train.algorithm=trpo need train.action_dist=gaussian")
         if self.action_dist not in ("gaussian", "laplace", "gumbel"):
             raise ConfigError(f"train.action_dist must be gaussian, laplace or gumbel, got {self.action_dist!r}")
         if self.augmentation not in ("none", "rad", "drac"):
@@ -149,6 +178,9 @@ class HParams:
     vf_coef: Any = 0.5
     max_grad_norm: Any = 0.5
     drac_coef: Any = 0.1  # DrAC regulariser weight (used with train.augmentation = drac)
+    lambda_s: Any = 1.0  # SR^2L regulariser weight (used with train.smoothness)
+    sr_eps: Any = 0.01  # SR^2L perturbation radius eps (used with train.smoothness)
+    max_kl: Any = 0.01  # TRPO trust region delta (used with train.algorithm = trpo)
 
 
 HPARAM_NAMES: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(HParams))
@@ -165,6 +197,9 @@ _HPARAM_RULES = {
     "max_grad_norm": (lambda v: v > 0, "> 0"),
     "anneal_alpha": (lambda v: v in (0, 1), "0 or 1"),
     "drac_coef": (lambda v: v >= 0, ">= 0"),
+    "lambda_s": (lambda v: v >= 0, ">= 0"),
+    "sr_eps": (lambda v: v >= 0, ">= 0"),
+    "max_kl": (lambda v: v > 0, "> 0"),
 }
 
 
@@ -182,7 +217,7 @@ def validate_hparam(name: str, value: Any, where: str = "hparams") -> float:
 
 # Static TrainConfig fields a sweep may vary: each value is its own compile, run
 # one after another in the same process and reported as one population.
-STATIC_SWEEP_FIELDS: tuple[str, ...] = ("action_dist", "augmentation")
+STATIC_SWEEP_FIELDS: tuple[str, ...] = ("action_dist", "augmentation", "algorithm", "smoothness")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -316,7 +351,9 @@ def _coerce_train(name: str, value: Any) -> Any:
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"train.{name} must be a list of positive integers, got {value!r}")
         return tuple(value)
-    if name in ("obs_clip", "reward_clip", "adam_eps", "rad_scale_low", "rad_scale_high") and _is_number(value):
+    if name in (
+        "obs_clip", "reward_clip", "adam_eps", "rad_scale_low", "rad_scale_high", "trpo_damping", "trpo_backtrack_coef"
+    ) and _is_number(value):
         return float(value)
     if name == "total_timesteps" and isinstance(value, float) and value.is_integer():
         return int(value)  # allow 8e6 in YAML

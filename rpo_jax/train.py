@@ -35,7 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from rpo_jax import augmentation, envs, gae, normalization, ppo
+from rpo_jax import augmentation, divergences, envs, gae, normalization, ppo, trpo
 from rpo_jax.config import HParams, TrainConfig
 from rpo_jax.distributions import action_distribution
 from rpo_jax.networks import Actor, Critic
@@ -55,6 +55,8 @@ METRIC_NAMES: tuple[str, ...] = (
 )
 # Extra metrics of optional components (present only when they are switched on).
 DRAC_METRIC_NAMES: tuple[str, ...] = ("drac_policy", "drac_value")
+SMOOTHNESS_METRIC_NAMES: tuple[str, ...] = ("smoothness_penalty",)
+TRPO_METRIC_NAMES: tuple[str, ...] = ("trpo_step_accepted", "trpo_step_fraction", "trpo_expected_improve")
 
 
 @flax.struct.dataclass
@@ -245,7 +247,7 @@ class Trainer:
         unchanged. ``hparams.alpha`` must already be this iteration's alpha.
         """
         cfg = self.config
-        z_key, aug_key = jax.random.split(key)
+        z_key, aug_key, sr_key = jax.random.split(key, 3)
         ppo_batch = minibatch
         if cfg.augmentation == "rad":  # the loss sees augmented inputs; the stored rollout is untouched
             ppo_batch = minibatch.replace(
@@ -272,7 +274,21 @@ class Trainer:
             )
             loss = loss + hparams.drac_coef * penalty
             aux = {**aux, **drac_aux}
+        if cfg.smoothness:  # PPO-SR: SR^2L Eq. 5 with s' found by PGD on this minibatch, then held fixed
+            penalty = self.smoothness_penalty(params["actor"], minibatch.obs, hparams, sr_key)[0]
+            loss = loss + hparams.lambda_s * penalty
+            aux = {**aux, "smoothness_penalty": penalty}
         return loss, aux
+
+    def smoothness_penalty(
+        self, actor_params: Any, obs: jax.Array, hparams: HParams, key: jax.Array
+    ) -> tuple[jax.Array, jax.Array]:
+        """SR^2L's ``mean_s max_{s' in B(s, sr_eps)} D_J(pi(.|s), pi(.|s'))`` and the PGD points ``s'``."""
+        cfg = self.config
+        return divergences.policy_smoothness_penalty(
+            self.actor.apply, actor_params, obs, key, hparams.sr_eps,
+            steps=cfg.smoothness_steps, norm=cfg.smoothness_norm, stop_grad_sigma=cfg.smoothness_stop_grad_sigma,
+        )
 
     def _update(self, state: TrainState, hparams: HParams, batch: ppo.Minibatch, key: jax.Array):
         cfg = self.config
@@ -300,6 +316,96 @@ class Trainer:
         )
         return state.replace(params=params, opt_state=opt_state), jax.tree.map(jnp.mean, aux)
 
+    def _update_trpo(self, state: TrainState, hparams: HParams, batch: ppo.Minibatch, key: jax.Array):
+        """TRPO(-SR): fit the critic by Adam minibatch epochs, then one natural-gradient policy step.
+
+        The policy step maximises ``mean(ratio * A) - lambda_s * R_s`` (SR^2L Eq. 8; the
+        regulariser only with ``train.smoothness``) under ``mean KL(pi_old || pi) <= max_kl``,
+        on the whole batch, with the adversarial states found once by PGD against the
+        old policy and held fixed through the line search.
+        """
+        cfg = self.config
+        tx = self.optimizer(hparams)
+        critic_apply = self.critic.apply
+
+        def value_loss(critic_params, minibatch):
+            value = critic_apply(critic_params, minibatch.obs)
+            error = (value - minibatch.returns) ** 2
+            if cfg.clip_vloss:
+                clipped = minibatch.values + jnp.clip(value - minibatch.values, -hparams.clip_coef, hparams.clip_coef)
+                error = jnp.maximum(error, (clipped - minibatch.returns) ** 2)
+            return 0.5 * error.mean()
+
+        def minibatch_step(carry, minibatch):
+            params, opt_state = carry
+            loss, critic_grads = jax.value_and_grad(value_loss)(params["critic"], minibatch)
+            grads = {"actor": jax.tree.map(jnp.zeros_like, params["actor"]), "critic": critic_grads}
+            updates, opt_state = tx.update(grads, opt_state, params)
+            return (optax.apply_updates(params, updates), opt_state), loss
+
+        def epoch(carry, epoch_key):
+            permutation = jax.random.permutation(epoch_key, cfg.batch_size)
+            shuffled = jax.tree.map(
+                lambda x: x[permutation].reshape((cfg.num_minibatches, cfg.minibatch_size) + x.shape[1:]), batch
+            )
+            return jax.lax.scan(minibatch_step, carry, shuffled)
+
+        value_key, sr_key = jax.random.split(key)
+        (params, opt_state), value_losses = jax.lax.scan(
+            epoch, (state.params, state.opt_state), jax.random.split(value_key, cfg.update_epochs)
+        )
+
+        actor_apply = self.actor.apply
+        old_mean, old_log_std = jax.lax.stop_gradient(actor_apply(params["actor"], batch.obs))
+        advantages = batch.advantages
+        if cfg.norm_adv:
+            advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+        if cfg.smoothness:
+            _, obs_adv = self.smoothness_penalty(params["actor"], batch.obs, hparams, sr_key)
+
+        def surrogate_terms(actor_params):
+            mean, log_std = actor_apply(actor_params, batch.obs)
+            logprob = action_distribution("gaussian", mean, log_std).log_prob(batch.actions)
+            gain = jnp.mean(jnp.exp(logprob - batch.logprobs) * advantages)
+            penalty = (
+                divergences.policy_divergence_at(
+                    actor_apply, actor_params, batch.obs, obs_adv, stop_grad_sigma=cfg.smoothness_stop_grad_sigma
+                )
+                if cfg.smoothness
+                else jnp.zeros(())
+            )
+            return gain, penalty
+
+        def surrogate(actor_params):
+            gain, penalty = surrogate_terms(actor_params)
+            return gain - hparams.lambda_s * penalty if cfg.smoothness else gain
+
+        def kl_from_old(actor_params):
+            mean, log_std = actor_apply(actor_params, batch.obs)
+            return jnp.mean(divergences.gaussian_kl(old_mean, old_log_std, mean, log_std))
+
+        actor_params, info = trpo.trpo_step(
+            surrogate, kl_from_old, params["actor"], max_kl=hparams.max_kl, cg_iters=cfg.trpo_cg_iters,
+            damping=cfg.trpo_damping, backtrack_iters=cfg.trpo_backtrack_iters,
+            backtrack_coef=cfg.trpo_backtrack_coef,
+        )
+        gain, penalty = surrogate_terms(actor_params)
+        mean, log_std = actor_apply(actor_params, batch.obs)
+        aux = {
+            "policy_loss": -gain,
+            "value_loss": value_losses.mean(),
+            "entropy": action_distribution("gaussian", mean, log_std).entropy().mean(),
+            "approx_kl": info["kl"],
+            "clipfrac": jnp.full((), jnp.nan),  # no clipping in TRPO
+            "trpo_step_accepted": info["step_accepted"].astype(jnp.float32),
+            "trpo_step_fraction": info["step_fraction"],
+            "trpo_expected_improve": info["expected_improve"],
+        }
+        if cfg.smoothness:
+            aux["smoothness_penalty"] = penalty
+        params = {**params, "actor": actor_params}
+        return state.replace(params=params, opt_state=opt_state), aux
+
     # -------------------------------------------------------------- iteration
     def _iteration(self, state: TrainState, hparams: HParams):
         cfg = self.config
@@ -323,7 +429,8 @@ class Trainer:
         )
         learning_rate = self.learning_rate(hparams, state.iteration)
         alpha = self.alpha(hparams, state.iteration)
-        state, losses = self._update(state, hparams.replace(alpha=alpha), batch, update_key)
+        update = self._update_trpo if cfg.algorithm == "trpo" else self._update
+        state, losses = update(state, hparams.replace(alpha=alpha), batch, update_key)
         state = state.replace(key=key, iteration=state.iteration + 1)
 
         some = episodes > 0
