@@ -72,6 +72,7 @@ def _build_parser() -> argparse.ArgumentParser:
 # Subcommands with their own parser: name -> (help text); module rpo_jax.<name> provides main(argv).
 _DELEGATED = {
     "report": "figures and tables from finished sweep directories (rpo-jax report RUN_DIR ... [--out DIR])",
+    "robustness": "returns of a finished sweep's members under random and adversarial observation perturbations",
 }
 
 

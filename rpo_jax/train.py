@@ -112,24 +112,19 @@ class Trainer:
     def num_iterations(self) -> int:
         return self.config.num_iterations
 
+    def learning_rate(self, hparams: HParams, iteration: jax.Array) -> jax.Array:
+        """CleanRL's per-iteration linear annealing: ``lr * (1 - i / N)`` in iteration ``i`` (0-based) of ``N``."""
+        if not self.config.anneal_lr:
+            return jnp.asarray(hparams.learning_rate, jnp.float32)
+        return hparams.learning_rate * (1.0 - iteration / self.config.num_iterations)
+
     def optimizer(self, hparams: HParams) -> optax.GradientTransformation:
-        """Global-norm clipping then Adam with CleanRL's per-iteration linear LR annealing.
-
-        The learning rate in iteration ``i`` (0-based) of ``N`` is ``lr * (1 - i / N)``.
-        """
+        """Global-norm gradient clipping, then Adam at :meth:`learning_rate` of the current iteration."""
         updates_per_iteration = self.config.update_epochs * self.config.num_minibatches
-        num_iterations = self.config.num_iterations
-        anneal = self.config.anneal_lr
-
-        def schedule(count):
-            if not anneal:
-                return hparams.learning_rate
-            return hparams.learning_rate * (1.0 - (count // updates_per_iteration) / num_iterations)
-
         return optax.chain(
             optax.clip_by_global_norm(hparams.max_grad_norm),
             optax.scale_by_adam(eps=self.config.adam_eps),
-            optax.scale_by_learning_rate(schedule),
+            optax.scale_by_learning_rate(lambda count: self.learning_rate(hparams, count // updates_per_iteration)),
         )
 
     def alpha(self, hparams: HParams, iteration: jax.Array) -> jax.Array:
@@ -141,11 +136,6 @@ class Trainer:
         """
         progress = iteration / max(self.config.num_iterations - 1, 1)
         return hparams.alpha * (1.0 - hparams.anneal_alpha * progress)
-
-    def learning_rate(self, hparams: HParams, iteration: jax.Array) -> jax.Array:
-        if not self.config.anneal_lr:
-            return jnp.asarray(hparams.learning_rate, jnp.float32)
-        return hparams.learning_rate * (1.0 - iteration / self.config.num_iterations)
 
     def _observe(self, normalizer, raw_obs):
         """Updates the observation statistics with ``raw_obs`` and returns the agent's view."""
