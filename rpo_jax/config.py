@@ -82,6 +82,11 @@ class TrainConfig:
     smoothness_steps: int = 10  # PGD steps K (step size 0.2 eps)
     smoothness_norm: str = "linf"  # linf | l2 ball
     smoothness_stop_grad_sigma: bool = True  # sigma cannot shrink the penalty by growing
+    # PPO-SR: where PGD runs. "minibatch": against the current parameters on every
+    # minibatch (the definition). "iteration": once per iteration on the whole batch
+    # against the parameters at the start of the update, s' then held fixed for all
+    # epochs (about 3x cheaper; the penalty still differentiates both branches).
+    smoothness_pgd: str = "minibatch"
 
     @property
     def batch_size(self) -> int:
@@ -132,6 +137,8 @@ class TrainConfig:
                 raise ConfigError(f"train.{name} must be true or false, got {getattr(self, name)!r}")
         if self.algorithm not in ("ppo", "trpo"):
             raise ConfigError(f"train.algorithm must be ppo or trpo, got {self.algorithm!r}")
+        if self.smoothness_pgd not in ("minibatch", "iteration"):
+            raise ConfigError(f"train.smoothness_pgd must be minibatch or iteration, got {self.smoothness_pgd!r}")
         if self.smoothness_norm not in ("linf", "l2"):
             raise ConfigError(f"train.smoothness_norm must be linf or l2, got {self.smoothness_norm!r}")
         for name in ("smoothness_steps", "trpo_cg_iters", "trpo_backtrack_iters"):

@@ -32,6 +32,7 @@ class Minibatch:
     advantages: jax.Array  # [B]
     returns: jax.Array  # [B], value targets A + V_old
     values: jax.Array  # [B], V_old(s)
+    obs_adv: jax.Array | None = None  # [B, obs_size] SR^2L adversarial states, when found once per iteration
 
 
 def ppo_loss(

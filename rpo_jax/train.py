@@ -264,8 +264,14 @@ class Trainer:
             )
             loss = loss + hparams.drac_coef * penalty
             aux = {**aux, **drac_aux}
-        if cfg.smoothness:  # PPO-SR: SR^2L Eq. 5 with s' found by PGD on this minibatch, then held fixed
-            penalty = self.smoothness_penalty(params["actor"], minibatch.obs, hparams, sr_key)[0]
+        if cfg.smoothness:  # PPO-SR: SR^2L Eq. 5 with s' found by PGD (here, or once per iteration), held fixed
+            if minibatch.obs_adv is not None:
+                penalty = divergences.policy_divergence_at(
+                    self.actor.apply, params["actor"], minibatch.obs, minibatch.obs_adv,
+                    stop_grad_sigma=cfg.smoothness_stop_grad_sigma,
+                )
+            else:
+                penalty = self.smoothness_penalty(params["actor"], minibatch.obs, hparams, sr_key)[0]
             loss = loss + hparams.lambda_s * penalty
             aux = {**aux, "smoothness_penalty": penalty}
         return loss, aux
@@ -419,6 +425,10 @@ class Trainer:
         )
         learning_rate = self.learning_rate(hparams, state.iteration)
         alpha = self.alpha(hparams, state.iteration)
+        if cfg.smoothness and cfg.algorithm == "ppo" and cfg.smoothness_pgd == "iteration":
+            update_key, sr_key = jax.random.split(update_key)
+            obs_adv = self.smoothness_penalty(state.params["actor"], batch.obs, hparams, sr_key)[1]
+            batch = batch.replace(obs_adv=obs_adv)
         update = self._update_trpo if cfg.algorithm == "trpo" else self._update
         state, losses = update(state, hparams.replace(alpha=alpha), batch, update_key)
         state = state.replace(key=key, iteration=state.iteration + 1)

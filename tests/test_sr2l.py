@@ -65,3 +65,12 @@ def test_trpo_respects_the_trust_region(smoothness):
     assert np.mean(metrics["trpo_step_accepted"]) > 0.5
     assert np.all(np.isfinite(metrics["value_loss"]))
     assert ("smoothness_penalty" in metrics) == smoothness
+
+
+def test_pgd_once_per_iteration_mode():
+    cfg = dataclasses.replace(PPO_SR, smoothness_pgd="iteration")
+    train = jax.jit(make_train(cfg).train)
+    _, metrics = train(jax.random.PRNGKey(0), as_hparams(lambda_s=1.0, sr_eps=0.05))
+    assert np.all(np.asarray(metrics["smoothness_penalty"]) > 0)
+    _, zero = train(jax.random.PRNGKey(0), as_hparams(lambda_s=1.0, sr_eps=0.0))
+    np.testing.assert_array_equal(zero["smoothness_penalty"], 0.0)

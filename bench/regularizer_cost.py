@@ -1,0 +1,143 @@
+"""Wall-time cost of SR^2L's smoothness regulariser (PGD inner loop) relative to plain PPO / TRPO.
+
+Usage (from the repository root)::
+
+    python -m bench.regularizer_cost                       # gymnax/Pendulum-v1, sr2l_ppo sizes
+    python -m bench.regularizer_cost --env brax/hopper --steps 10 --reps 5
+
+Side by side in one process, on the same train state and rollout batch:
+
+* ``update``: the update phase of one iteration (``update_epochs`` x
+  ``num_minibatches`` gradient steps for PPO; critic epochs + one natural-gradient
+  step for TRPO), with and without the regulariser: ``smoothness_steps`` PGD steps
+  of 0.2 eps on every minibatch for PPO-SR (``smoothness_pgd: minibatch``), or once
+  per iteration on the whole batch (``smoothness_pgd: iteration``; that PGD is
+  timed as part of the update), once per update for TRPO-SR;
+* ``iteration``: one whole iteration (rollout + GAE + update).
+
+Each program is compiled ahead of time, run once untimed, then ``--reps`` times;
+the median is reported. Prints a table and writes ``bench/results/regularizer-<device>-<date>.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import json
+import os
+import statistics
+import time
+
+import jax
+import numpy as np
+
+from rpo_jax.config import TrainConfig
+from rpo_jax.train import as_hparams, make_train
+
+
+def _median_seconds(fn, args, reps: int) -> float:
+    jax.block_until_ready(fn(*args))
+    times = []
+    for _ in range(reps):
+        start = time.perf_counter()
+        jax.block_until_ready(fn(*args))
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def measure(config: TrainConfig, reps: int) -> dict[str, float]:
+    """Median seconds of the update phase and of a whole iteration for ``config``."""
+    trainer = make_train(config)
+    hp = as_hparams(alpha=0.0, lambda_s=1.0, sr_eps=0.05, max_kl=0.01)
+    key = jax.random.PRNGKey(0)
+    state = jax.jit(trainer.init)(key, hp)
+
+    def batch_of(state):
+        # One rollout and GAE, exactly as an iteration builds its batch.
+        from rpo_jax import gae, ppo
+
+        cfg = trainer.config
+        state, traj, _ = trainer._rollout(state, hp, key)
+        values = trainer.critic.apply(state.params["critic"], traj.obs)
+        next_values = trainer.critic.apply(state.params["critic"], traj.next_obs)
+        adv, ret = gae.gae(traj.rewards, values, next_values, traj.terminations, traj.dones, hp.gamma, hp.gae_lambda)
+        flat = lambda x: x.reshape((cfg.batch_size,) + x.shape[2:])  # noqa: E731
+        return state, ppo.Minibatch(
+            obs=flat(traj.obs), actions=flat(traj.actions), logprobs=flat(traj.logprobs),
+            advantages=flat(adv), returns=flat(ret), values=flat(values),
+        )
+
+    state, batch = jax.jit(batch_of)(state)
+    update = trainer._update_trpo if config.algorithm == "trpo" else trainer._update
+
+    def update_phase(s, b):
+        if config.smoothness and config.algorithm == "ppo" and config.smoothness_pgd == "iteration":
+            # the once-per-iteration PGD over the whole batch counts as part of the update
+            b = b.replace(obs_adv=trainer.smoothness_penalty(s.params["actor"], b.obs, hp, key)[1])
+        return update(s, hp, b, key)
+
+    update_fn = jax.jit(update_phase).lower(state, batch).compile()
+    iteration_fn = jax.jit(lambda s: trainer.run(s, hp, 1)).lower(state).compile()
+    return {
+        "update_s": _median_seconds(update_fn, (state, batch), reps),
+        "iteration_s": _median_seconds(iteration_fn, (state,), reps),
+    }
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--env", default="gymnax/Pendulum-v1")
+    parser.add_argument("--num-envs", type=int, default=8)
+    parser.add_argument("--num-steps", type=int, default=256)
+    parser.add_argument("--minibatches", type=int, default=8)
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--steps", type=int, default=10, help="PGD steps")
+    parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results"))
+    args = parser.parse_args(argv)
+
+    base = TrainConfig(
+        env=args.env, num_envs=args.num_envs, num_steps=args.num_steps, num_minibatches=args.minibatches,
+        update_epochs=args.epochs, total_timesteps=args.num_envs * args.num_steps * 10,
+        smoothness_steps=args.steps,
+    )
+    rows = []
+    variants = [("ppo", "minibatch"), ("ppo", "iteration"), ("trpo", "minibatch")]
+    plain_by_algorithm = {}
+    for algorithm, where in variants:
+        if algorithm not in plain_by_algorithm:
+            plain_by_algorithm[algorithm] = measure(dataclasses.replace(base, algorithm=algorithm), args.reps)
+        plain = plain_by_algorithm[algorithm]
+        smooth = measure(
+            dataclasses.replace(base, algorithm=algorithm, smoothness=True, smoothness_pgd=where), args.reps
+        )
+        rows.append({
+            "algorithm": algorithm if algorithm == "trpo" else f"ppo/pgd-per-{where}",
+            "update_s": plain["update_s"], "update_sr_s": smooth["update_s"],
+            "update_ratio": smooth["update_s"] / plain["update_s"],
+            "iteration_s": plain["iteration_s"], "iteration_sr_s": smooth["iteration_s"],
+            "iteration_ratio": smooth["iteration_s"] / plain["iteration_s"],
+        })
+    device = jax.devices()[0]
+    print(f"SR^2L regulariser cost on {device.device_kind} ({jax.default_backend()}), env {args.env}, "
+          f"{args.num_envs} envs x {args.num_steps} steps, {args.minibatches} minibatches x {args.epochs} epochs, "
+          f"{args.steps} PGD steps; median of {args.reps}")
+    print(f"{'algorithm':>22} | {'update s':>9} | {'+SR s':>9} | {'ratio':>6} | {'iter s':>9} | {'+SR s':>9} | {'ratio':>6}")
+    for r in rows:
+        print(f"{r['algorithm']:>22} | {r['update_s']:9.4f} | {r['update_sr_s']:9.4f} | {r['update_ratio']:6.2f} | "
+              f"{r['iteration_s']:9.4f} | {r['iteration_sr_s']:9.4f} | {r['iteration_ratio']:6.2f}")
+    os.makedirs(args.out, exist_ok=True)
+    stamp = datetime.date.today().isoformat()
+    path = os.path.join(args.out, f"regularizer-{jax.default_backend()}-{stamp}.json")
+    record = {"device": device.device_kind, "backend": jax.default_backend(), "jax": jax.__version__,
+              "settings": vars(args), "rows": rows}
+    with open(path + ".tmp", "w") as f:
+        json.dump(record, f, indent=2, default=lambda x: float(np.asarray(x)))
+    os.replace(path + ".tmp", path)
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
