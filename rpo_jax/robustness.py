@@ -1,0 +1,832 @@
+"""Robustness of trained policies to observation perturbations (SR^2L, Shen et al. 2020, §4-5, Fig. 3/4).
+
+    rpo-jax robustness RUN_DIR --eps 0,0.02,0.05,0.1,0.2 --attacks random,mad,critic --episodes 50 \
+        [--space normalized|raw] [--pgd-steps 10] [--seed 0] [--out DIR] [--overwrite]
+
+evaluates every saved member of a finished sweep (``rpo-jax sweep``: ``config.yaml`` +
+``checkpoint/``) with deterministic actions -- the policy's location ``loc`` clipped to the
+action bounds -- while an adversary perturbs the observation the agent sees at every step.
+
+Attacks (``delta`` drawn afresh at every step, ``||delta||_inf <= eps``; see "Where eps lives")
+
+* ``random`` -- ``delta ~ U([-eps, eps]^d)``, the paper's random disturbance;
+* ``mad`` (maximal action difference) -- ``argmax_delta D_J(pi(.|s) || pi(.|s + delta))`` by
+  :func:`rpo_jax.pgd.pgd_perturbation` (the search of ``pgd_maximize``: random start, ``--pgd-steps``
+  signed-gradient steps of ``0.2 eps``, projection), with Jeffrey's divergence ``KL(p||q) + KL(q||p)``
+  in closed form (:func:`rpo_jax.divergences.jeffreys_gaussian`) for Gaussian members and distrax's
+  KLs (:func:`rpo_jax.divergences.jeffreys`) for Laplace / Gumbel members -- the paper's adversarial
+  disturbance and the inner problem of the SR^2L regulariser;
+* ``critic`` -- the same PGD minimising the member's learned value ``V(s + delta)`` (maximising ``-V``);
+* ``none`` -- no perturbation (``delta = 0``); the exact reference used by the tests.
+
+Where eps lives
+---------------
+``--space normalized`` (default): eps is measured in the agent's input space -- the space in
+which the SR^2L regulariser (``train.smoothness``, ``hparams.sr_eps``) measures its ball. The raw
+observation is normalised with the member's FROZEN trained statistics and clipped to
+``+-train.obs_clip`` exactly as in training; ``delta`` is added to that vector and the result is
+NOT clipped again, so the agent sees a point exactly within eps of its clean input (re-clipping
+would silently shrink the perturbation of saturated coordinates).
+
+``--space raw``: ``delta`` is applied to the raw observation with a per-dimension radius
+``eps * s_d``: ``o' = o + s * delta``, ``||delta||_inf <= eps``, and the agent sees
+``clip((o' - mean) / std, +-obs_clip)`` with its own statistics. ``s_d`` is FIXED for the whole
+run directory: the mean over all members of their normaliser's std, so every agent faces the
+same physical perturbation. Without observation normalisation (``train.normalize_observations:
+false``) ``s = 1`` and both spaces coincide.
+
+Episodes and keys
+-----------------
+``--episodes N`` parallel env slots per (member, eps, attack) run for the env's
+``episode_length`` steps in one ``lax.scan``; an episode's return is the sum of rewards up to and
+including its first ``done`` (terminated or truncated). All members, eps values, attacks and
+slots run in ONE jitted call per static point (``vmap`` over members, eps -- traced -- and
+attacks -- ``lax.switch`` on a vmapped index, which evaluates the listed attacks and selects), so
+one compile per static point. Every lane uses the same keys (from ``--seed``): the same initial
+states for each (member, eps, attack), and the same per-step noise (random start / uniform draw),
+so ``eps = 0`` reproduces the unperturbed evaluation bit for bit for every attack and
+attack-to-attack differences are not sampling noise. eps = 0 is always evaluated (added to
+``--eps`` when missing) because the percentile plot needs the unattacked returns.
+
+Sanity check (as SA-PPO does)
+-----------------------------
+Inside the jitted evaluation we track, over all steps, slots and dimensions, the maximum of
+``|o_attacked - o_clean| / s - eps`` (``s = 1`` in normalised space) and the largest magnitude
+involved; on the host every lane must satisfy ``excess <= 8 * float32_eps * max(1, magnitude)``
+(a float32 rounding tolerance), otherwise :class:`RobustnessError` is raised (``main`` exits 2).
+
+Action smoothness (CAPS, Mysore et al. 2021)
+--------------------------------------------
+For each slot, the action sequence ``a_0 .. a_{T-1}`` (``T = episode_length``; after the first
+episode's end the last action is held, so episodes reaching the time limit -- all of Pendulum --
+are used as they are), per action dimension::
+
+    X = rfft(a),  M_i = |X_i| / T,  f_i = i / T  (i = 0 .. n-1, n = T // 2 + 1 bands, f_s = 1 per step)
+    Sm = 2 / (n * f_s) * sum_i M_i * f_i
+
+averaged over action dimensions and then over episodes (lower = smoother). A constant action
+scores 0; a sinusoid of amplitude A at frequency f scores ``2 / n * (A / 2) * f``.
+
+Outputs (``--out``, default ``RUN_DIR/robustness/``; every file written atomically)
+-------------------------------------------------------------------------------
+* ``robustness.csv`` -- one row per member x attack x eps: ``member, seed, <variant columns>,
+  attack, eps, return_mean, return_std`` (ddof=0 over episodes), ``action_smoothness``,
+  ``ball_excess`` (the sanity value above);
+* ``robustness_curves.png`` -- return vs eps per variant, mean ± std over seeds, one subplot per
+  attack (SR^2L Fig. 4);
+* ``percentiles.png`` -- sorted unattacked (eps = 0) returns of each variant's seeds against
+  percentile 0..100 (SR^2L Fig. 3);
+* ``smoothness.md`` -- Sm per variant, attack and eps (mean ± std over seeds);
+* ``robustness.json`` -- the settings, ``s`` (raw space), timings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import functools
+import io
+import json
+import math
+import os
+import pathlib
+import sys
+import time
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+__all__ = [
+    "ATTACKS",
+    "SPACES",
+    "RobustnessError",
+    "RunCheckpoint",
+    "RobustnessResult",
+    "action_smoothness",
+    "make_evaluator",
+    "load_run",
+    "raw_scale",
+    "evaluate",
+    "evaluate_run",
+    "results_table",
+    "write_outputs",
+    "main",
+]
+
+ATTACKS: tuple[str, ...] = ("none", "random", "mad", "critic")
+SPACES: tuple[str, ...] = ("normalized", "raw")
+DEFAULT_EPS = "0,0.02,0.05,0.1,0.2"
+DEFAULT_ATTACKS = "random,mad,critic"
+# Relative float32 rounding allowance of the in-evaluation ball check (see module docstring).
+TOLERANCE_ULPS = 8.0
+EXIT_BAD_INPUT = 2
+
+
+class RobustnessError(ValueError):
+    """Unusable input or a failed sanity check; ``str(err)`` is one line."""
+
+
+def _one_line(e: BaseException) -> str:
+    text = " ".join(str(e).split()) or type(e).__name__
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+# --------------------------------------------------------------------------------------------
+# Action smoothness (CAPS)
+# --------------------------------------------------------------------------------------------
+
+
+def action_smoothness(actions):
+    """CAPS' frequency-weighted amplitude ``Sm`` of action sequences ``[..., T, A]`` -> ``[...]``.
+
+    Per action dimension: ``M_i = |rfft(a)_i| / T`` at ``f_i = i / T`` (sampling rate 1 per step),
+    ``Sm = 2 / (n f_s) sum_i M_i f_i`` with ``n = T // 2 + 1`` bands; then the mean over the ``A``
+    dimensions. Works on jax and numpy arrays (uses ``jax.numpy``).
+    """
+    import jax.numpy as jnp
+
+    actions = jnp.asarray(actions)
+    length = actions.shape[-2]
+    amplitude = jnp.abs(jnp.fft.rfft(actions, axis=-2)) / length  # [..., n, A]
+    n = amplitude.shape[-2]
+    freqs = jnp.fft.rfftfreq(length, d=1.0).astype(amplitude.dtype)  # f_s = 1
+    per_dim = 2.0 / (n * 1.0) * jnp.sum(amplitude * freqs[:, None], axis=-2)
+    return jnp.mean(per_dim, axis=-1)
+
+
+def _held_actions(actions, valid):
+    """``actions [T, N, A]`` with every step after the slot's first episode replaced by its last action.
+
+    ``valid [T, N]`` is true for the steps of the first episode (a prefix, never empty).
+    """
+    import jax.numpy as jnp
+
+    length = jnp.sum(valid.astype(jnp.int32), axis=0)  # [N] >= 1
+    last = jnp.take_along_axis(actions, (length - 1)[None, :, None], axis=0)  # [1, N, A]
+    return jnp.where(valid[..., None], actions, last)
+
+
+# --------------------------------------------------------------------------------------------
+# The jitted evaluation
+# --------------------------------------------------------------------------------------------
+
+
+def make_evaluator(
+    trainer, *, attacks: Sequence[str], episodes: int, pgd_steps: int = 10, space: str = "normalized"
+) -> Callable:
+    """The jitted evaluation of one static point's members.
+
+    Returns ``fn(params, normalizer, scale, eps, key) -> dict`` where ``params`` and
+    ``normalizer`` carry a leading member axis ``[M]`` (as in the checkpoint), ``scale`` is the
+    per-dimension radius ``s [obs_size]`` (ones in normalised space), ``eps [E]`` float32
+    (traced), ``key`` one PRNG key shared by all lanes. The dict holds
+
+    * ``returns`` ``[M, E, A, N]`` -- return of each slot's first episode;
+    * ``smoothness`` ``[M, E, A, N]`` -- CAPS ``Sm`` of each slot's actions;
+    * ``excess`` ``[M, E, A]`` -- max over steps/slots/dims of ``|o_att - o_clean| / s - eps``;
+    * ``magnitude`` ``[M, E, A]`` -- max of ``|o| / s`` over clean and attacked points (tolerance).
+
+    ``A`` indexes ``attacks`` in order.
+    """
+    import jax
+    import jax.numpy as jnp
+
+    from rpo_jax import divergences, normalization, pgd
+    from rpo_jax.distributions import action_distribution
+
+    attacks = tuple(attacks)
+    for name in attacks:
+        if name not in ATTACKS:
+            raise RobustnessError(f"unknown attack {name!r}; choose from {', '.join(ATTACKS)}")
+    if space not in SPACES:
+        raise RobustnessError(f"unknown space {space!r}; choose normalized or raw")
+    cfg = trainer.config
+    env = trainer.env
+    actor_apply = trainer.actor.apply
+    critic_apply = trainer.critic.apply
+    low = jnp.asarray(env.action_low)
+    high = jnp.asarray(env.action_high)
+    horizon = env.episode_length
+    normalize = cfg.normalize_observations
+
+    def lane(params, normalizer, scale, eps, attack_index, key):
+        """One (member, eps, attack): ``episodes`` slots for ``horizon`` steps."""
+
+        def clean_point(raw):  # the vector eps is measured on
+            if space == "normalized" and normalize:
+                return normalization.normalize_observations(normalizer, raw, cfg.obs_clip)
+            return raw
+
+        def agent_input(point):  # what the agent sees of a (perturbed) point
+            if space == "raw" and normalize:
+                return normalization.normalize_observations(normalizer, point, cfg.obs_clip)
+            return point
+
+        def perturbed(base, delta):
+            return base + delta * scale
+
+        def divergence(clean, other):
+            if cfg.action_dist == "gaussian":
+                return divergences.jeffreys_gaussian(clean[0], clean[1], other[0], other[1])
+            return divergences.jeffreys(
+                action_distribution(cfg.action_dist, *clean), action_distribution(cfg.action_dist, *other)
+            )
+
+        def attack_none(base, k):
+            return jnp.zeros_like(base)
+
+        def attack_random(base, k):
+            return pgd.random_start(k, base.shape, eps, "linf").astype(base.dtype)
+
+        def attack_mad(base, k):
+            clean = actor_apply(params["actor"], agent_input(base))
+
+            def objective(delta):
+                return divergence(clean, actor_apply(params["actor"], agent_input(perturbed(base, delta))))
+
+            return pgd.pgd_perturbation(objective, jnp.zeros_like(base), k, eps, steps=pgd_steps, norm="linf")
+
+        def attack_critic(base, k):
+            def objective(delta):
+                return -critic_apply(params["critic"], agent_input(perturbed(base, delta)))
+
+            return pgd.pgd_perturbation(objective, jnp.zeros_like(base), k, eps, steps=pgd_steps, norm="linf")
+
+        branches = {"none": attack_none, "random": attack_random, "mad": attack_mad, "critic": attack_critic}
+        chosen = [branches[name] for name in attacks]
+
+        env_key, noise_key = jax.random.split(key)
+        env_state = jax.vmap(env.reset)(jax.random.split(env_key, episodes))
+
+        def step(carry, t):
+            env_state, alive, returns, excess, magnitude = carry
+            base = clean_point(env_state.obs)
+            k = jax.random.fold_in(noise_key, t)
+            if len(chosen) == 1:
+                delta = chosen[0](base, k)
+            else:
+                delta = jax.lax.switch(attack_index, chosen, base, k)
+            point = perturbed(base, delta)
+            excess = jnp.maximum(excess, jnp.max(jnp.abs(point - base) / scale - eps))
+            magnitude = jnp.maximum(magnitude, jnp.max(jnp.maximum(jnp.abs(point), jnp.abs(base)) / scale))
+            loc, _ = actor_apply(params["actor"], agent_input(point))
+            action = jnp.clip(loc, low, high)
+            env_state, result = jax.vmap(env.step)(env_state, action)
+            returns = returns + jnp.where(alive, result.reward, 0.0)
+            done = result.terminated | result.truncated
+            return (env_state, alive & ~done, returns, excess, magnitude), (action, alive)
+
+        init = (
+            env_state,
+            jnp.ones((episodes,), bool),
+            jnp.zeros((episodes,), jnp.float32),
+            jnp.full((), -jnp.inf, jnp.float32),
+            jnp.zeros((), jnp.float32),
+        )
+        (_, _, returns, excess, magnitude), (actions, valid) = jax.lax.scan(step, init, jnp.arange(horizon))
+        held = _held_actions(actions, valid)  # [T, N, A]
+        smooth = action_smoothness(jnp.swapaxes(held, 0, 1))  # [N]
+        return {"returns": returns, "smoothness": smooth, "excess": excess, "magnitude": magnitude}
+
+    over_attacks = jax.vmap(lane, in_axes=(None, None, None, None, 0, None))
+    over_eps = jax.vmap(over_attacks, in_axes=(None, None, None, 0, None, None))
+    over_members = jax.vmap(over_eps, in_axes=(0, 0, None, None, None, None))
+    attack_indices = jnp.arange(len(attacks), dtype=jnp.int32)
+
+    @jax.jit
+    def evaluate_members(params, normalizer, scale, eps, key):
+        return over_members(params, normalizer, scale, jnp.asarray(eps, jnp.float32), attack_indices, key)
+
+    return evaluate_members
+
+
+@functools.lru_cache(maxsize=16)
+def _cached_evaluator(train_config, attacks: tuple[str, ...], episodes: int, pgd_steps: int, space: str):
+    """One evaluator (and so one compile per shape) per static configuration, reused across calls."""
+    from rpo_jax import train
+
+    return make_evaluator(train.make_train(train_config), attacks=attacks, episodes=episodes,
+                          pgd_steps=pgd_steps, space=space)
+
+
+_COMPILED: dict = {}
+
+
+def _compiled(fn, args):
+    """``fn.lower(*args).compile()``, kept per evaluator and argument shapes (compile time is reported apart)."""
+    import jax
+
+    leaves, treedef = jax.tree.flatten(args)
+    shapes = tuple((np.shape(x), str(x.dtype if hasattr(x, "dtype") else np.asarray(x).dtype)) for x in leaves)
+    signature = (fn, treedef, shapes)
+    if signature not in _COMPILED:
+        _COMPILED[signature] = fn.lower(*args).compile()
+    return _COMPILED[signature]
+
+
+# --------------------------------------------------------------------------------------------
+# Loading a finished sweep
+# --------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class RunCheckpoint:
+    """A finished sweep directory, loaded: config, member table and the restored checkpoint."""
+
+    path: pathlib.Path
+    config: Any  # ExperimentConfig
+    members: list[dict[str, Any]]  # member, seed, <variant columns>
+    variant_cols: list[str]
+    static_points: list[dict[str, Any]]
+    checkpoint: Any  # population.checkpoint_tree with a leading member axis (jax arrays)
+
+
+def _check_run_dir(run_dir) -> tuple[pathlib.Path, Any]:
+    """Cheap checks of a run directory and its config (no trainer, no compile)."""
+    import yaml
+
+    from rpo_jax import config as cfgmod
+
+    p = pathlib.Path(run_dir)
+    if not p.exists():
+        raise RobustnessError(f"run directory {run_dir} does not exist")
+    if not p.is_dir():
+        raise RobustnessError(f"run directory {run_dir} is not a directory")
+    config_path = p / "config.yaml"
+    if not config_path.is_file():
+        raise RobustnessError(f"no config.yaml in {run_dir} (not a finished sweep directory?)")
+    ckpt = p / "checkpoint"
+    if not ckpt.is_dir():
+        raise RobustnessError(f"no checkpoint/ in {run_dir} (not a finished sweep directory?)")
+    try:
+        data = yaml.safe_load(config_path.read_text(encoding="utf-8"))
+        config = cfgmod.config_from_dict(data)
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, cfgmod.ConfigError) as e:
+        raise RobustnessError(f"cannot read {config_path}: {_one_line(e)}") from e
+    return p, config
+
+
+def load_run(run_dir) -> RunCheckpoint:
+    """Loads ``config.yaml`` and restores ``checkpoint/`` of a sweep directory (shape-only target).
+
+    The member table is ``config.sweep.members(config.hparams)``, whose order is the order of the
+    checkpoint's member axis (static points, then variants, grid points, seeds). The restore
+    target comes from ``jax.eval_shape`` of the vmapped ``Trainer.init`` of the first static point
+    (all static points share one state structure, which ``run_experiment`` enforces).
+    """
+    import jax
+    import jax.numpy as jnp
+
+    from rpo_jax import population, results, train
+    from rpo_jax.config import HParams
+
+    p, config = _check_run_dir(run_dir)
+    members = config.sweep.members(config.hparams)
+    size = len(members)
+    points = config.sweep.static_points()
+    trainer = train.make_train(dataclasses.replace(config.train, **points[0]))
+    keys = jax.ShapeDtypeStruct((size, 2), jnp.uint32)
+    hparams = jax.tree.map(lambda _: jax.ShapeDtypeStruct((size,), jnp.float32), HParams())
+    target = population.checkpoint_tree(jax.eval_shape(jax.vmap(trainer.init), keys, hparams))
+    try:
+        checkpoint = results.restore_checkpoint(p / "checkpoint", target)
+    except ValueError as e:
+        raise RobustnessError(
+            f"{_one_line(e)} (expected {size} members from {p / 'config.yaml'})"
+        ) from e
+    variant_cols = [c for c in members[0] if c not in ("member", "seed")] if members else []
+    return RunCheckpoint(path=p, config=config, members=members, variant_cols=variant_cols,
+                         static_points=points, checkpoint=checkpoint)
+
+
+def raw_scale(run: RunCheckpoint) -> np.ndarray:
+    """``s_d``: the mean over all members of their normaliser's std (ones without normalisation)."""
+    std = np.asarray(run.checkpoint["normalizer"].obs.std, np.float32)  # [P, obs]
+    if not run.config.train.normalize_observations:
+        return np.ones(std.shape[1:], np.float32)
+    return std.mean(axis=0).astype(np.float32)
+
+
+# --------------------------------------------------------------------------------------------
+# Evaluation
+# --------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class RobustnessResult:
+    env: str
+    space: str
+    members: list[dict[str, Any]]
+    variant_cols: list[str]
+    eps: list[float]
+    attacks: tuple[str, ...]
+    episodes: int
+    pgd_steps: int
+    seed: int
+    scale: np.ndarray  # [obs_size] per-dimension radius factor s (ones in normalised space)
+    returns: np.ndarray  # [P, E, A, N]
+    smoothness: np.ndarray  # [P, E, A, N]
+    excess: np.ndarray  # [P, E, A]
+    tolerance: np.ndarray  # [P, E, A]
+    compile_seconds: float
+    run_seconds: float
+
+
+def _tolerance(magnitude: np.ndarray) -> np.ndarray:
+    return TOLERANCE_ULPS * float(np.finfo(np.float32).eps) * np.maximum(1.0, magnitude)
+
+
+def evaluate(
+    run: RunCheckpoint,
+    *,
+    eps: Sequence[float],
+    attacks: Sequence[str],
+    episodes: int,
+    pgd_steps: int = 10,
+    space: str = "normalized",
+    seed: int = 0,
+    check: bool = True,
+) -> RobustnessResult:
+    """Evaluates every member of ``run`` under every (eps, attack): one jitted call per static point.
+
+    ``eps`` is used as given (no eps = 0 is added here). With ``check`` (default) a lane whose
+    attacked observations left the eps-ball by more than float32 rounding raises
+    :class:`RobustnessError`.
+    """
+    import jax
+    import jax.numpy as jnp
+
+    attacks = tuple(attacks)
+    eps = [float(e) for e in eps]
+    if space not in SPACES:
+        raise RobustnessError(f"unknown space {space!r}; choose normalized or raw")
+    if space == "raw":
+        scale = raw_scale(run)
+    else:
+        scale = np.ones(run.checkpoint["normalizer"].obs.std.shape[1:], np.float32)
+    eps_array = jnp.asarray(np.asarray(eps, np.float32))
+    key = jax.random.PRNGKey(seed)
+    size = len(run.members)
+    out: dict[str, list] = {"returns": [], "smoothness": [], "excess": [], "magnitude": []}
+    order: list[int] = []
+    compile_seconds = run_seconds = 0.0
+    env_name = run.config.train.env
+    for point in run.static_points:
+        index = [m["member"] for m in run.members if all(m[k] == v for k, v in point.items())]
+        if not index:
+            continue
+        train_config = dataclasses.replace(run.config.train, **point)
+        fn = _cached_evaluator(train_config, attacks, int(episodes), int(pgd_steps), space)
+        idx = np.asarray(index)
+        params = jax.tree.map(lambda x: x[idx], run.checkpoint["params"])
+        normalizer = jax.tree.map(lambda x: x[idx], run.checkpoint["normalizer"])
+        args = (params, normalizer, jnp.asarray(scale), eps_array, key)
+        start = time.perf_counter()
+        compiled = _compiled(fn, args)
+        compile_seconds += time.perf_counter() - start
+        start = time.perf_counter()
+        values = jax.device_get(compiled(*args))
+        run_seconds += time.perf_counter() - start
+        for name in out:
+            out[name].append(np.asarray(values[name]))
+        order += index
+    if sorted(order) != list(range(size)):
+        raise RobustnessError("the static points of the config do not cover every member")
+    inverse = np.argsort(np.asarray(order))
+    arrays = {name: np.concatenate(v)[inverse] for name, v in out.items()}
+    result = RobustnessResult(
+        env=env_name, space=space, members=run.members, variant_cols=run.variant_cols, eps=eps,
+        attacks=attacks, episodes=int(episodes), pgd_steps=int(pgd_steps), seed=int(seed),
+        scale=np.asarray(scale), returns=arrays["returns"], smoothness=arrays["smoothness"],
+        excess=arrays["excess"], tolerance=_tolerance(arrays["magnitude"]),
+        compile_seconds=compile_seconds, run_seconds=run_seconds,
+    )
+    if check:
+        check_ball(result)
+    return result
+
+
+def check_ball(result: RobustnessResult) -> None:
+    """Raises :class:`RobustnessError` if any lane's attacked observations left the eps-ball."""
+    bad = np.argwhere(~(result.excess <= result.tolerance))
+    if bad.size:
+        p, e, a = bad[0]
+        raise RobustnessError(
+            f"sanity check failed: attack {result.attacks[a]} at eps={result.eps[e]:g} moved member "
+            f"{result.members[p]['member']}'s observation {result.excess[p, e, a]:.3g} beyond the eps-ball "
+            f"(tolerance {result.tolerance[p, e, a]:.3g}); {len(bad)} lane(s) affected"
+        )
+
+
+def evaluate_run(run_dir, **kwargs) -> RobustnessResult:
+    """:func:`load_run` then :func:`evaluate` (keyword arguments as there)."""
+    return evaluate(load_run(run_dir), **kwargs)
+
+
+# --------------------------------------------------------------------------------------------
+# Tables, plots, markdown
+# --------------------------------------------------------------------------------------------
+
+
+def results_table(result: RobustnessResult):
+    """The tidy table of ``robustness.csv``: one row per member x attack x eps."""
+    import pandas as pd
+
+    rows = []
+    for p, m in enumerate(result.members):
+        for a, attack in enumerate(result.attacks):
+            for e, eps in enumerate(result.eps):
+                r = result.returns[p, e, a].astype(np.float64)
+                rows.append({
+                    "member": m["member"],
+                    "seed": m["seed"],
+                    **{c: m[c] for c in result.variant_cols},
+                    "attack": attack,
+                    "eps": eps,
+                    "return_mean": float(r.mean()),
+                    "return_std": float(r.std()),
+                    "action_smoothness": float(np.mean(result.smoothness[p, e, a].astype(np.float64))),
+                    "ball_excess": float(result.excess[p, e, a]),
+                })
+    columns = ["member", "seed", *result.variant_cols, "attack", "eps", "return_mean", "return_std",
+               "action_smoothness", "ball_excess"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, (float, np.floating)):
+        return f"{float(v):g}"
+    if isinstance(v, np.generic):
+        return str(v.item())
+    return str(v)
+
+
+def _variants(table, variant_cols: list[str]) -> list[tuple[str, Any]]:
+    """``[(label, rows)]`` per variant in table order (one group "all members" without variant columns)."""
+    if not variant_cols:
+        return [("all members", table)]
+    groups = []
+    for key, rows in table.groupby(variant_cols, sort=False, dropna=False):
+        key = key if isinstance(key, tuple) else (key,)
+        groups.append((", ".join(f"{c}={_fmt(v)}" for c, v in zip(variant_cols, key)), rows))
+    return groups
+
+
+def _save_figure(fig, path: pathlib.Path) -> None:
+    from rpo_jax.results import atomic_write_bytes
+
+    buf = io.BytesIO()
+    try:
+        fig.savefig(buf, format="png", dpi=120)
+    finally:
+        fig.clear()
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def _space_text(result: RobustnessResult) -> str:
+    return "eps in normalised obs units" if result.space == "normalized" else "eps x fixed per-dim std, raw obs"
+
+
+def plot_curves(table, result: RobustnessResult, path: pathlib.Path) -> None:
+    """Return vs eps, mean ± std over seeds (of each member's mean return), one panel per attack."""
+    from matplotlib import colormaps
+    from matplotlib.figure import Figure
+
+    attacks = list(result.attacks)
+    groups = _variants(table, result.variant_cols)
+    cmap = colormaps["tab10" if len(groups) <= 10 else "tab20"]
+    fig = Figure(figsize=(4.2 * len(attacks) + 1.0, 4.0), layout="constrained")
+    axes = fig.subplots(1, len(attacks), sharey=True, squeeze=False)[0]
+    for ax, attack in zip(axes, attacks):
+        for i, (label, rows) in enumerate(groups):
+            rows = rows[rows["attack"] == attack]
+            wide = rows.pivot_table(index="eps", columns="member", values="return_mean").sort_index()
+            mean = wide.mean(axis=1).to_numpy(float)
+            std = wide.std(axis=1, ddof=0).to_numpy(float)
+            xs = wide.index.to_numpy(float)
+            color = cmap(i % cmap.N)
+            ax.plot(xs, mean, "o-", color=color, linewidth=1.5, markersize=3, label=f"{label} (n={wide.shape[1]})")
+            ax.fill_between(xs, mean - std, mean + std, color=color, alpha=0.15, linewidth=0)
+        ax.set_title(f"{attack} attack")
+        ax.set_xlabel(f"eps ({_space_text(result)})")
+        ax.grid(True, alpha=0.3)
+    axes[0].set_ylabel("return (mean ± std over seeds)")
+    axes[-1].legend(fontsize="small")
+    fig.suptitle(f"{result.env}: return under observation perturbations ({result.episodes} episodes per point)")
+    _save_figure(fig, path)
+
+
+def _unattacked(table):
+    """Each member's eps = 0 rows of the first attack (all attacks coincide at eps = 0)."""
+    rows = table[(table["eps"] == 0.0)]
+    return rows[rows["attack"] == rows["attack"].iloc[0]] if len(rows) else rows
+
+
+def plot_percentiles(table, result: RobustnessResult, path: pathlib.Path) -> None:
+    """Sorted unattacked returns of each variant's members against percentile 0..100 (SR^2L Fig. 3)."""
+    from matplotlib import colormaps
+    from matplotlib.figure import Figure
+
+    clean = _unattacked(table)
+    groups = _variants(clean, result.variant_cols)
+    cmap = colormaps["tab10" if len(groups) <= 10 else "tab20"]
+    fig = Figure(figsize=(6.5, 4.2), layout="constrained")
+    ax = fig.add_subplot()
+    for i, (label, rows) in enumerate(groups):
+        values = np.sort(rows["return_mean"].to_numpy(float))
+        xs = np.linspace(0.0, 100.0, len(values)) if len(values) > 1 else np.array([50.0])
+        ax.plot(xs, values, "o-", color=cmap(i % cmap.N), linewidth=1.5, markersize=4,
+                label=f"{label} (n={len(values)})")
+    ax.set_xlabel("percentile of seeds")
+    ax.set_ylabel(f"unattacked return (mean of {result.episodes} episodes)")
+    ax.set_xlim(-3, 103)
+    ax.set_title(f"{result.env}: percentile plot of members' returns (eps = 0)")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize="small")
+    _save_figure(fig, path)
+
+
+def smoothness_markdown(table, result: RobustnessResult) -> str:
+    """``smoothness.md``: CAPS Sm per variant x attack (rows) and eps (columns), mean ± std over seeds."""
+    lines = [
+        f"# Action smoothness under observation perturbations: {result.env}",
+        "",
+        "CAPS' frequency-weighted FFT amplitude (Mysore et al. 2021), lower = smoother: per action "
+        "dimension `M_i = |rfft(a)_i| / T` at `f_i = i / T` (1 sample per step, `T` = episode length, "
+        "the last action held after an early end), `Sm = 2 / (n f_s) * sum_i M_i f_i` with "
+        "`n = T // 2 + 1` bands; averaged over dimensions and episodes, then mean ± std over seeds.",
+        f"Space: {result.space} ({_space_text(result)}); {result.episodes} episodes per point; "
+        f"PGD {result.pgd_steps} steps of 0.2 eps.",
+        "",
+        "| variant | attack | " + " | ".join(f"eps={_fmt(e)}" for e in result.eps) + " |",
+        "|---|---|" + "---:|" * len(result.eps),
+    ]
+    for label, rows in _variants(table, result.variant_cols):
+        for attack in result.attacks:
+            cells = []
+            for eps in result.eps:
+                values = rows[(rows["attack"] == attack) & (rows["eps"] == eps)]["action_smoothness"].to_numpy(float)
+                cells.append(f"{values.mean():.4g} ± {values.std():.2g} (n={len(values)})")
+            lines.append(f"| {label} | {attack} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_outputs(out_dir, result: RobustnessResult) -> list[pathlib.Path]:
+    """Writes every output file (atomically) into the existing directory ``out_dir``."""
+    from rpo_jax.results import atomic_write_text, write_table
+
+    out = pathlib.Path(out_dir)
+    table = results_table(result)
+    paths = [out / n for n in ("robustness.csv", "robustness_curves.png", "percentiles.png", "smoothness.md",
+                               "robustness.json")]
+    write_table(table, paths[0])
+    plot_curves(table, result, paths[1])
+    plot_percentiles(table, result, paths[2])
+    atomic_write_text(paths[3], smoothness_markdown(table, result))
+    summary = {
+        "env": result.env,
+        "space": result.space,
+        "eps": result.eps,
+        "attacks": list(result.attacks),
+        "episodes": result.episodes,
+        "pgd_steps": result.pgd_steps,
+        "seed": result.seed,
+        "members": len(result.members),
+        "scale": [float(s) for s in result.scale],
+        "max_ball_excess": float(np.max(result.excess)),
+        "compile_seconds": round(result.compile_seconds, 2),
+        "run_seconds": round(result.run_seconds, 2),
+    }
+    atomic_write_text(paths[4], json.dumps(summary, indent=2) + "\n")
+    return paths
+
+
+# --------------------------------------------------------------------------------------------
+# CLI
+# --------------------------------------------------------------------------------------------
+
+
+class _UsageError(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, exit 2, no usage dump
+        raise _UsageError(message)
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="rpo-jax robustness",
+        description="Returns of every member of a finished sweep under random and adversarial "
+        "(max action difference, critic) observation perturbations; see rpo_jax/robustness.py.",
+    )
+    p.add_argument("run_dir", metavar="RUN_DIR", help="finished sweep directory (config.yaml, checkpoint/)")
+    p.add_argument("--eps", default=DEFAULT_EPS,
+                   help=f"comma-separated L-inf radii (default {DEFAULT_EPS}; 0 is always added)")
+    p.add_argument("--attacks", default=DEFAULT_ATTACKS,
+                   help=f"comma-separated subset of {','.join(ATTACKS)} (default {DEFAULT_ATTACKS})")
+    p.add_argument("--episodes", type=int, default=50, help="episodes per member, eps and attack (default 50)")
+    p.add_argument("--space", choices=SPACES, default="normalized",
+                   help="where eps is measured: the agent's normalised input (default) or raw observations "
+                   "scaled per dimension by the members' mean normaliser std")
+    p.add_argument("--pgd-steps", type=int, default=10, help="PGD steps of 0.2 eps for mad and critic (default 10)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the evaluation envs and attack noise (default 0)")
+    p.add_argument("--out", default=None, metavar="DIR", help="output directory (default RUN_DIR/robustness)")
+    p.add_argument("--overwrite", action="store_true", help="write into an existing non-empty --out")
+    return p
+
+
+def parse_eps(text: str) -> list[float]:
+    """``"0,0.05,0.1"`` -> sorted distinct finite non-negative floats, with 0 added if missing."""
+    parts = [s.strip() for s in str(text).split(",")]
+    if not parts or any(not s for s in parts):
+        raise _UsageError(f"--eps must be a comma-separated list of numbers, got {text!r}")
+    values = []
+    for s in parts:
+        try:
+            v = float(s)
+        except ValueError:
+            raise _UsageError(f"--eps must be a comma-separated list of numbers, got {s!r} in {text!r}") from None
+        if not math.isfinite(v):
+            raise _UsageError(f"--eps values must be finite, got {s!r}")
+        if v < 0:
+            raise _UsageError(f"--eps values must be >= 0, got {s}")
+        values.append(v)
+    if len(set(values)) != len(values):
+        raise _UsageError(f"--eps lists a value twice: {text!r}")
+    return sorted(set(values) | {0.0})
+
+
+def parse_attacks(text: str) -> tuple[str, ...]:
+    names = [s.strip() for s in str(text).split(",")]
+    if not names or any(not n for n in names):
+        raise _UsageError(f"--attacks must be a comma-separated list, got {text!r}")
+    for n in names:
+        if n not in ATTACKS:
+            raise _UsageError(f"unknown attack {n!r}; choose from {', '.join(ATTACKS)}")
+    if len(set(names)) != len(names):
+        raise _UsageError(f"--attacks lists an attack twice: {text!r}")
+    return tuple(names)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``rpo-jax robustness``: 0 on success; 2 with one line ``rpo-jax: error: ...`` on bad input."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    from rpo_jax import results
+
+    try:
+        args = _build_parser().parse_args(argv)
+        eps = parse_eps(args.eps)
+        attacks = parse_attacks(args.attacks)
+        if args.episodes < 1:
+            raise _UsageError(f"--episodes must be a positive integer, got {args.episodes}")
+        if args.pgd_steps < 0:
+            raise _UsageError(f"--pgd-steps must be >= 0, got {args.pgd_steps}")
+        run_path, _ = _check_run_dir(args.run_dir)
+        out_dir = pathlib.Path(args.out) if args.out else run_path / "robustness"
+        if out_dir.is_dir() and any(out_dir.iterdir()) and not args.overwrite:  # refuse before any work
+            results.prepare_out_dir(out_dir, overwrite=False)
+        run = load_run(run_path)
+        out_dir = results.prepare_out_dir(out_dir, overwrite=args.overwrite)
+    except SystemExit as e:  # --help
+        return e.code if isinstance(e.code, int) else 0
+    except (_UsageError, RobustnessError, results.OutputDirError, OSError) as e:
+        print(f"rpo-jax: error: {_one_line(e)}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+
+    import jax
+
+    if not jax.config.jax_compilation_cache_dir:
+        cache = os.environ.get("RPO_JAX_COMPILATION_CACHE", os.path.expanduser("~/.cache/rpo_jax/xla"))
+        if cache:
+            jax.config.update("jax_compilation_cache_dir", cache)
+            jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+
+    print(
+        f"rpo-jax robustness: {run.config.train.env}, {len(run.members)} member(s), "
+        f"{len(run.static_points)} static point(s), eps={','.join(_fmt(e) for e in eps)}, "
+        f"attacks={','.join(attacks)}, {args.episodes} episodes, space={args.space}",
+        flush=True,
+    )
+    try:
+        result = evaluate(run, eps=eps, attacks=attacks, episodes=args.episodes, pgd_steps=args.pgd_steps,
+                          space=args.space, seed=args.seed)
+    except RobustnessError as e:
+        print(f"rpo-jax: error: {_one_line(e)}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    print(f"compile {result.compile_seconds:.1f}s, run {result.run_seconds:.1f}s; "
+          f"max ball excess {np.max(result.excess):.2g}")
+    table = results_table(result)
+    for label, rows in _variants(table, result.variant_cols):
+        for attack in attacks:
+            sel = rows[rows["attack"] == attack].groupby("eps")["return_mean"]
+            cells = ", ".join(f"{_fmt(e)}: {m:.1f}±{s:.1f}" for (e, m), s in zip(sel.mean().items(), sel.std(ddof=0)))
+            print(f"{label} | {attack}: {cells}")
+    for path in write_outputs(out_dir, result):
+        print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
