@@ -182,10 +182,19 @@ def _write_outputs(out_dir: str, config: ExperimentConfig, result, summary: dict
 
 
 def run(args: argparse.Namespace) -> int:
+    import jax
+
     try:
         config = resolve_config(args)
         if args.devices is not None and args.devices <= 0:
             raise ConfigError(f"--devices must be a positive integer, got {args.devices}")
+        if args.distributed:
+            jax.distributed.initialize()
+        devices = jax.devices()
+        if args.devices is not None:
+            if args.devices > len(devices):
+                raise ConfigError(f"--devices {args.devices} but only {len(devices)} devices are visible")
+            devices = devices[: args.devices]
         out_dir = None
         if args.out:
             out_dir = str(results.prepare_out_dir(args.out, overwrite=args.overwrite))
@@ -193,25 +202,16 @@ def run(args: argparse.Namespace) -> int:
         print(f"rpo-jax: error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
 
-    import jax
-
-    if args.distributed:
-        jax.distributed.initialize()
+    # Compiled programs are cached on disk (RPO_JAX_COMPILATION_CACHE="" turns this off).
     cache = os.environ.get("RPO_JAX_COMPILATION_CACHE", os.path.expanduser("~/.cache/rpo_jax/xla"))
     if cache:
         jax.config.update("jax_compilation_cache_dir", cache)
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
 
-    devices = jax.devices()
-    if args.devices is not None:
-        if args.devices > len(devices):
-            print(f"rpo-jax: error: --devices {args.devices} but only {len(devices)} devices are visible",
-                  file=sys.stderr)
-            return EXIT_BAD_INPUT
-        devices = devices[: args.devices]
-
     from rpo_jax import population
 
+    if jax.process_index() != 0:  # multi-host: every process trains its shard, process 0 writes
+        out_dir = None
     if out_dir is not None:
         results.write_yaml(os.path.join(out_dir, "config.yaml"), config.to_dict())
     group_names = _group_names(config)

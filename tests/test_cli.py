@@ -72,6 +72,8 @@ BAD_CASES = [
     (TINY_YAML, ["--set", "model.width=3"], "override key 'model.width'"),
     (TINY_YAML, ["--total-timesteps", "100"], "less than one iteration"),
     ("- just\n- a list\n", [], "must hold a mapping"),
+    (TINY_YAML, ["--devices", "999"], "--devices 999 but only"),
+    (TINY_YAML, ["--devices", "0"], "--devices must be a positive integer"),
 ]
 
 
