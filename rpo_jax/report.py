@@ -245,7 +245,17 @@ def _library_default(col: str) -> Any:
 _MISSING = object()
 
 
+# Values that make a member plain PPO, for knobs whose library default is a method's own setting
+# (e.g. HParams.lambda_s = 1 is SR^2L's weight when the regulariser is on; 0 switches it off).
+_PPO_VALUES: dict[str, Any] = {
+    "alpha": 0.0, "anneal_alpha": 0.0, "ent_coef": 0.0, "lambda_s": 0.0, "augmentation": "none",
+    "smoothness": False, "action_dist": "gaussian", "algorithm": "ppo",
+}
+
+
 def _is_default(col: str, value: Any) -> bool:
+    if col in _PPO_VALUES:
+        return _values_equal(value, _PPO_VALUES[col])
     default = _library_default(col)
     if default is not _MISSING:
         return _values_equal(value, default)
@@ -581,11 +591,25 @@ def make_report(
         variant_cols += [c for c in r.variant_cols if c not in variant_cols]
 
     metric_frames, final_frames = [], []
+    seen: set[tuple] = set()  # (env, variant, seed): the same member in two runs is one run, not two
+    duplicates = 0
     for i, r in enumerate(runs):
         m = r.metrics.copy()
         for c in variant_cols:
             if c not in m.columns:
                 m[c] = _config_value(r.config, c)
+        keys = m[["member", "seed", *variant_cols]].drop_duplicates("member")
+        drop = []
+        for row in keys.itertuples(index=False):
+            ident = (r.env, variant_label({c: getattr(row, c) for c in variant_cols}), row.seed)
+            if ident in seen:
+                drop.append(row.member)
+            seen.add(ident)
+        if drop:
+            duplicates += len(drop)
+            m = m[~m["member"].isin(drop)]
+        if m.empty:
+            continue
         m["_uid"] = f"{i}:" + m["member"].astype(str)
         m["_env"] = r.env
         metric_frames.append(m)
@@ -593,6 +617,8 @@ def make_report(
         f.insert(0, "run", str(r.path))
         f.insert(0, "env", r.env)
         final_frames.append(f)
+    if duplicates:
+        print(f"note: {duplicates} member(s) repeat an (env, variant, seed) of an earlier run and were counted once")
     finals = pd.concat(final_frames, ignore_index=True)
     columns = [finals[c].tolist() for c in variant_cols]  # per column: no dtype upcasting
     finals["variant"] = [

@@ -281,3 +281,28 @@ def test_default_baseline_prefers_default_knobs_or_reports_ambiguity(tmp_path):
     report.make_report([str(run)], str(tmp_path / "o2"))
     md = (tmp_path / "o2" / "aggregate.md").read_text()
     assert "No baseline" in md and "ambiguous" in md and "--baseline" in md
+
+
+def test_the_same_member_in_two_runs_is_counted_once(tmp_path):
+    """Two sweeps that both contain (env, variant, seed) pool it once, not twice."""
+    from rpo_jax import report as rep
+
+    rng = np.random.default_rng(0)
+    dirs = []
+    for k in range(2):
+        d = tmp_path / f"run{k}"
+        d.mkdir()
+        (d / "config.yaml").write_text(yaml.safe_dump({"train": {"env": "gymnax/Pendulum-v1"},
+                                                        "hparams": {"alpha": 0.5}, "sweep": {}}))
+        rows = []
+        for member, (seed, alpha) in enumerate([(0, 0.0), (1, 0.0), (0, 0.5 + k)]):
+            for it in range(10):
+                rows.append({"member": member, "seed": seed, "alpha": alpha, "iteration": it,
+                             "episode_return": -100.0 * (seed + 1) + rng.normal(), "entropy": 1.0,
+                             "env_steps": (it + 1) * 10})
+        pd.DataFrame(rows).to_csv(d / "metrics.csv", index=False)
+        dirs.append(str(d))
+    rep.make_report(dirs, str(tmp_path / "out"))
+    finals = pd.read_csv(tmp_path / "out" / "final_returns.csv").set_index("variant")
+    assert finals.loc["alpha=0", "n"] == 2  # seeds 0 and 1 of alpha=0 appear in both runs: counted once each
+    assert finals.loc["alpha=0.5", "n"] == 1 and finals.loc["alpha=1.5", "n"] == 1
