@@ -84,7 +84,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import functools
 import io
 import json
 import math
@@ -300,30 +299,6 @@ def make_evaluator(
     return evaluate_members
 
 
-@functools.lru_cache(maxsize=16)
-def _cached_evaluator(train_config, attacks: tuple[str, ...], episodes: int, pgd_steps: int, space: str):
-    """One evaluator (and so one compile per shape) per static configuration, reused across calls."""
-    from rpo_jax import train
-
-    return make_evaluator(train.make_train(train_config), attacks=attacks, episodes=episodes,
-                          pgd_steps=pgd_steps, space=space)
-
-
-_COMPILED: dict = {}
-
-
-def _compiled(fn, args):
-    """``fn.lower(*args).compile()``, kept per evaluator and argument shapes (compile time is reported apart)."""
-    import jax
-
-    leaves, treedef = jax.tree.flatten(args)
-    shapes = tuple((np.shape(x), str(x.dtype if hasattr(x, "dtype") else np.asarray(x).dtype)) for x in leaves)
-    signature = (fn, treedef, shapes)
-    if signature not in _COMPILED:
-        _COMPILED[signature] = fn.lower(*args).compile()
-    return _COMPILED[signature]
-
-
 # --------------------------------------------------------------------------------------------
 # Loading a finished sweep
 # --------------------------------------------------------------------------------------------
@@ -456,6 +431,8 @@ def evaluate(
     import jax
     import jax.numpy as jnp
 
+    from rpo_jax import train
+
     attacks = tuple(attacks)
     eps = [float(e) for e in eps]
     if space not in SPACES:
@@ -476,13 +453,14 @@ def evaluate(
         if not index:
             continue
         train_config = dataclasses.replace(run.config.train, **point)
-        fn = _cached_evaluator(train_config, attacks, int(episodes), int(pgd_steps), space)
+        fn = make_evaluator(train.make_train(train_config), attacks=attacks, episodes=int(episodes),
+                            pgd_steps=int(pgd_steps), space=space)
         idx = np.asarray(index)
         params = jax.tree.map(lambda x: x[idx], run.checkpoint["params"])
         normalizer = jax.tree.map(lambda x: x[idx], run.checkpoint["normalizer"])
         args = (params, normalizer, jnp.asarray(scale), eps_array, key)
         start = time.perf_counter()
-        compiled = _compiled(fn, args)
+        compiled = fn.lower(*args).compile()
         compile_seconds += time.perf_counter() - start
         start = time.perf_counter()
         values = jax.device_get(compiled(*args))
