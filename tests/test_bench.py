@@ -1,0 +1,121 @@
+"""The throughput benchmark runs end to end at tiny sizes and writes every field.
+
+Never asserts on speed: only that each figure exists and is a positive number.
+"""
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+ENV = "gymnax/Pendulum-v1"
+
+
+def _positive(x):
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) and x > 0
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench")
+    env = dict(os.environ)
+    env.pop("XLA_FLAGS", None)  # let the benchmark force its 2 host devices
+    cache = os.path.expanduser("~/.cache/rpo_jax_bench_cache")
+    cmd = [sys.executable, "-m", "bench.throughput", "--tiny", "--envs", ENV, "--out", str(out),
+           "--markdown", str(out / "RESULTS.md"), "--cache-dir", cache]
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    files = sorted(out.glob("cpu-tiny-*.json")) or sorted(out.glob("*-tiny-*.json"))
+    assert len(files) == 1, list(out.iterdir())
+    return json.loads(files[0].read_text()), out, proc.stdout
+
+
+def test_json_has_every_field(tiny_run):
+    result, _, _ = tiny_run
+    for key in ("command", "date_utc", "versions", "device", "settings", "envs", "heavy_env", "population",
+                "sharding", "quickstart", "targets", "load_average", "compile_cache_warm", "total_seconds",
+                "table_markdown"):
+        assert key in result, key
+    assert result["versions"]["jax"] and result["versions"]["brax"]
+    for key in ("backend", "platform", "device_kind", "device_count", "xla_flags", "host_devices_forced_by"):
+        assert key in result["device"], key
+    settings = result["settings"]
+    for key in ("num_envs", "num_steps", "num_minibatches", "update_epochs", "reps", "statistic",
+                "population_sizes", "sharded_members", "compilation_cache", "envs"):
+        assert key in settings, key
+    assert settings["tiny"] is True and settings["reps"] >= 2
+
+    entry = result["envs"][ENV]
+    for variant in ("adapter", "library"):
+        raw = entry["raw"][variant]
+        assert _positive(raw["steps_per_s"]), raw
+        assert raw["compile_s"] >= 0 and raw["cache"] in ("cold", "warm", "partly warm", "cache off", "none")
+    train = entry["train"]
+    assert train["compile"]["compile_s"] > 0
+    for label in ("ppo", "rpo"):
+        assert _positive(train[label]["steps_per_s"])
+        assert len(train[label]["rep_seconds"]) == settings["reps"] + 2  # one after each Brax PPO epoch
+        assert train[label]["finite_loss"]
+    assert train["ppo"]["alpha"] == 0.0 and train["rpo"]["alpha"] == 0.5
+
+    brax = entry["brax_ppo"]
+    assert _positive(brax["steps_per_s"]), brax
+    assert brax["timed_epochs"] >= 2 and "compile_s_estimate" in brax
+    for ratio in ("ppo_vs_brax_ppo", "rpo_vs_brax_ppo", "ppo_vs_raw", "rpo_vs_raw", "brax_ppo_vs_library_raw"):
+        assert _positive(entry["ratios"][ratio]), ratio
+
+    population = result["population"]
+    assert _positive(population["single_run_steps_per_s"])
+    assert population["single_run"]["steps_per_s"] == population["single_run_steps_per_s"]
+    assert len(population["single_run"]["rep_seconds"]) == settings["reps"]
+    assert [r["members"] for r in population["runs"]] == settings["population_sizes"]
+    for run in population["runs"]:
+        assert run["members"] * run["envs_per_member"] == run["total_envs"] == settings["num_envs"]
+        assert _positive(run["steps_per_s"]) and _positive(run["vs_single_run"])
+        assert run["compile"]["compile_s"] > 0
+
+    sharding = result["sharding"]
+    assert sharding["devices"] == 2, "the benchmark forces 2 host devices on CPU"
+    assert sharding["one_device"]["devices"] == 1 and sharding["all_devices"]["devices"] == 2
+    assert _positive(sharding["sharded_vs_single_device"])
+
+    quickstart = result["quickstart"]
+    assert quickstart["compile_s"] > 0 and quickstart["cache"] == "cache off"
+
+    for key in (f"ppo_vs_brax[{ENV}]", f"train_vs_raw[{ENV}]", "sweep16_vs_single", "quickstart_compile_s"):
+        assert key in result["targets"], key
+        assert set(result["targets"][key]) == {"value", "target", "pass"}
+
+
+def test_brax_settings_match_ours(tiny_run):
+    """Brax PPO does the same env steps and gradient steps per iteration as rpo_jax."""
+    result, _, _ = tiny_run
+    s = result["settings"]
+    b = result["envs"][ENV]["brax_ppo"]["settings"]
+    assert b["num_envs"] == s["num_envs"] and b["unroll_length"] == s["num_steps"]
+    assert b["batch_size"] * b["num_minibatches"] * b["unroll_length"] == s["num_envs"] * s["num_steps"]
+    assert b["num_minibatches"] == s["num_minibatches"] and b["num_updates_per_batch"] == s["update_epochs"]
+
+
+def test_table_printed_and_markdown_written(tiny_run):
+    result, out, stdout = tiny_run
+    assert "| section | env | what |" in stdout and "Targets:" in stdout
+    text = (out / "RESULTS.md").read_text()
+    assert result["table_markdown"] in text and result["command"] in text
+
+
+def test_results_markdown_keeps_other_devices(tmp_path):
+    from bench import throughput
+
+    path = tmp_path / "RESULTS.md"
+    throughput.update_results_markdown(path, "cpu: cpu", "## cpu\nold")
+    throughput.update_results_markdown(path, "gpu: H100", "## gpu\nfigures")
+    throughput.update_results_markdown(path, "cpu: cpu", "## cpu\nnew")
+    text = path.read_text()
+    assert "new" in text and "old" not in text and "figures" in text
+    assert text.count("<!-- results: cpu: cpu -->") == 1
