@@ -14,8 +14,10 @@ The loop, top to bottom (PureJaxRL style, nested ``lax.scan``s)::
                                      envs, normalise observations, scale rewards
       critic on all s_t and true successors s'_t; GAE (rpo_jax.gae)
       update_epochs (scan)
-        shuffle; minibatches (scan): grad of rpo_jax.ppo.ppo_loss, where RPO draws
-                                     z ~ U(-alpha, alpha) afresh per minibatch
+        shuffle; minibatches (scan): grad of Trainer.loss -- rpo_jax.ppo.ppo_loss, where
+                                     RPO draws z ~ U(-alpha, alpha) afresh per minibatch,
+                                     plus DrAC / SR^2L terms when configured
+        (or, with algorithm = trpo: critic epochs, then one natural-gradient step)
       metrics of the iteration
 
 ``Trainer.run`` advances a state by a fixed number of iterations so a host loop
@@ -83,7 +85,6 @@ class Transition:
     terminations: jax.Array  # no bootstrap from s'_t
     dones: jax.Array  # episode ended (terminated or truncated)
     next_obs: jax.Array  # normalised true successor s'_t (pre-reset)
-    raw_rewards: jax.Array
 
 
 def make_train(config: TrainConfig, env: envs.Environment | None = None) -> "Trainer":
@@ -209,7 +210,6 @@ class Trainer:
                 terminations=terminations,
                 dones=dones,
                 next_obs=next_obs,
-                raw_rewards=result.reward,
             )
             state = state.replace(
                 env_state=env_state,
