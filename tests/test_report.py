@@ -13,7 +13,6 @@ import yaml
 from rpo_jax import report
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-QUICKSTART = pathlib.Path(__file__).resolve().parents[1] / "runs" / "quickstart"
 N_ITER = 40  # final window = round(40 * 0.05) = 2 iterations (38, 39)
 OFFSETS = {0: -3.0, 1: 0.0, 2: 3.0}  # per-seed offset: mean 0, std (ddof=0) sqrt(6) = 2.449
 ENV_A, ENV_B = "gymnax/Pendulum-v1", "brax/hopper"
@@ -255,15 +254,24 @@ def test_main_success_and_baseline_flag(two_env_runs, tmp_path, capsys):
 # ----------------------------------------------------------------------------- real run
 
 
-@pytest.mark.skipif(not (QUICKSTART / "metrics.csv").is_file(), reason="runs/quickstart not present")
-def test_quickstart_run(tmp_path):
-    data = report.load_run(QUICKSTART)
+def test_report_of_a_real_sweep_agrees_with_its_summary(tmp_path):
+    """A real (tiny) `rpo-jax sweep`: the report's final returns equal summary.json's per-seed values."""
+    from rpo_jax import cli
+
+    config = tmp_path / "tiny.yaml"
+    config.write_text(
+        "train: {env: gymnax/Pendulum-v1, num_envs: 4, num_steps: 100, num_minibatches: 2, update_epochs: 1,"
+        " total_timesteps: 4000}\nsweep: {seeds: 2, grid: {alpha: [0.0, 0.5]}}\n"
+    )
+    run = tmp_path / "run"
+    assert cli.main(["sweep", str(config), "--out", str(run), "--quiet"]) == 0
+    data = report.load_run(run)
     f = report.final_returns(data.metrics, data.variant_cols)
-    summary = json.loads((QUICKSTART / "summary.json").read_text())
+    summary = json.loads((run / "summary.json").read_text())
     for row in summary["final_return"]:
         got = f.loc[f["alpha"] == row["alpha"], "final_return"].to_numpy()
         np.testing.assert_allclose(got, row["per_seed"], atol=0.006)  # summary rounds to 0.01
-    paths = report.make_report([str(QUICKSTART)], str(tmp_path / "qs"))
+    paths = report.make_report([str(run)], str(tmp_path / "qs"))
     assert {p.name for p in paths} >= {"learning_curves_gymnax_Pendulum-v1.png", "final_returns.md"}
     assert "Only one task" in (tmp_path / "qs" / "aggregate.md").read_text()
 
