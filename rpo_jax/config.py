@@ -56,6 +56,10 @@ class TrainConfig:
     # True: V(s_T) is bootstrapped when an episode is cut by the time limit.
     # False: truncation is treated as termination, as CleanRL does.
     bootstrap_on_truncation: bool = True
+    # Auto-reset from fresh starts drawn once per rollout (a pool of
+    # ceil(num_steps / episode_length) + 1 per env, so episodes ended by the time limit
+    # never share a start) instead of computing a reset on every step.
+    reset_pool: bool = True
     clip_actions: bool = True
     norm_adv: bool = True
     clip_vloss: bool = True
@@ -129,7 +133,7 @@ class TrainConfig:
             if not _is_number(value) or not value > 0:
                 raise ConfigError(f"train.{name} must be a positive number, got {value!r}")
         for name in (
-            "normalize_observations", "normalize_rewards", "bootstrap_on_truncation",
+            "normalize_observations", "normalize_rewards", "bootstrap_on_truncation", "reset_pool",
             "clip_actions", "norm_adv", "clip_vloss", "anneal_lr", "perturb_mean",
             "smoothness", "smoothness_stop_grad_sigma",
         ):

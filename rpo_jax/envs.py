@@ -207,11 +207,16 @@ class Environment:
         inner, obs = self._reset_inner(reset_key)
         return EnvState(inner=inner, obs=obs, steps=jnp.zeros((), jnp.int32), key=key)
 
-    def step(self, state: EnvState, action: jax.Array) -> tuple[EnvState, StepResult]:
+    def step(
+        self, state: EnvState, action: jax.Array, reset_state: EnvState | None = None
+    ) -> tuple[EnvState, StepResult]:
         """Advance ONE environment by one step, auto-resetting at episode end.
 
         Pure; jit- and vmap-able. See the module docstring for the exact
-        termination, truncation and auto-reset semantics.
+        termination, truncation and auto-reset semantics. ``reset_state``, if
+        given, is the fresh episode start to use when this step ends an episode
+        (e.g. drawn once per rollout by the trainer); otherwise a reset is drawn
+        here, which costs a reset computation on every step.
         """
         action = jnp.asarray(action, jnp.float32).reshape(self.action_size)
         key, step_key, reset_key = jax.random.split(state.key, 3)
@@ -232,7 +237,10 @@ class Environment:
         truncated = (steps >= self.episode_length) & ~terminated
         done = terminated | truncated
 
-        reset_inner, reset_obs = self._reset_inner(reset_key)
+        if reset_state is None:
+            reset_inner, reset_obs = self._reset_inner(reset_key)
+        else:
+            reset_inner, reset_obs = reset_state.inner, reset_state.obs
         new_state = EnvState(
             inner=_select_like(done, reset_inner, inner, state.inner),
             obs=jnp.where(done, reset_obs, next_obs),

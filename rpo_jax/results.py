@@ -362,9 +362,10 @@ def save_checkpoint(path: PathLike, tree: Any) -> None:
     tmp = p.parent / f".{p.name}.tmp-{token}"
     old = p.parent / f".{p.name}.old-{token}"
     try:
-        with ocp.StandardCheckpointer() as ckptr:
-            ckptr.save(tmp, tree)
-            ckptr.wait_until_finished()
+        # Synchronous: an async checkpointer may still create directories after a failed save
+        # has raised, racing the cleanup below.
+        with ocp.Checkpointer(ocp.StandardCheckpointHandler()) as ckptr:
+            ckptr.save(tmp, args=ocp.args.StandardSave(tree))
         if p.exists() or p.is_symlink():
             os.rename(p, old)
             try:

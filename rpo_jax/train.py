@@ -167,20 +167,40 @@ class Trainer:
         )
 
     # ---------------------------------------------------------------- rollout
+    @property
+    def reset_pool_size(self) -> int:
+        """Fresh episode starts drawn per env per rollout: ``ceil(num_steps / episode_length) + 1``.
+
+        Enough that an env whose episodes end only by the time limit never reuses a
+        start within a rollout; an env that terminates more often cycles through them.
+        """
+        return -(-self.config.num_steps // self.env.episode_length) + 1
+
     def _rollout(self, state: TrainState, hparams: HParams, key: jax.Array):
         cfg = self.config
         low = jnp.asarray(self.env.action_low)
         high = jnp.asarray(self.env.action_high)
+        if cfg.reset_pool:
+            key, pool_key = jax.random.split(key)
+            pool_size = self.reset_pool_size
+            pool = jax.vmap(jax.vmap(self.env.reset))(
+                jax.random.split(pool_key, pool_size * cfg.num_envs).reshape(pool_size, cfg.num_envs, -1)
+            )
+            env_index = jnp.arange(cfg.num_envs)
 
         def step(carry, step_key):
-            state, finished = carry
+            state, finished, resets = carry
+            reset_state = (
+                jax.tree.map(lambda x: x[resets % pool_size, env_index], pool) if cfg.reset_pool else None
+            )
             loc, log_scale = self.actor.apply(state.params["actor"], state.obs)
             policy = action_distribution(cfg.action_dist, loc, log_scale)  # unperturbed
             actions, logprobs = policy.sample_and_log_prob(seed=step_key)
             env_actions = jnp.clip(actions, low, high) if cfg.clip_actions else actions
-            env_state, result = jax.vmap(self.env.step)(state.env_state, env_actions)
+            env_state, result = jax.vmap(self.env.step)(state.env_state, env_actions, reset_state)
 
             dones = result.terminated | result.truncated
+            resets = resets + dones.astype(jnp.int32)
             episode_return = state.episode_return + result.reward
             episode_length = state.episode_length + 1
             finished = (
@@ -218,11 +238,12 @@ class Trainer:
                 episode_return=jnp.where(dones, 0.0, episode_return),
                 episode_length=jnp.where(dones, 0, episode_length),
             )
-            return (state, finished), transition
+            return (state, finished, resets), transition
 
         zero = (jnp.zeros((), jnp.float32), jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32))
-        (state, finished), trajectory = jax.lax.scan(
-            step, (state, zero), jax.random.split(key, cfg.num_steps)
+        resets = jnp.zeros((cfg.num_envs,), jnp.int32)
+        (state, finished, _), trajectory = jax.lax.scan(
+            step, (state, zero, resets), jax.random.split(key, cfg.num_steps)
         )
         return state, trajectory, finished
 

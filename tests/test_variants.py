@@ -131,8 +131,9 @@ def test_drac_trains_and_reports_its_terms():
 # ------------------------------------------------------------------ entropy bonus
 def test_entropy_coefficient_raises_entropy():
     trainer = make_train(dataclasses.replace(TINY, total_timesteps=4 * 64 * 10))
-    # 80 Adam steps move log_std by at most ~80 * lr: use lr 3e-3 so the bonus has room to act.
-    hps = stack_hparams([as_hparams(alpha=0.0, ent_coef=c, learning_rate=3e-3) for c in (0.0, 1.0)])
+    # 80 Adam steps (LR annealed to 0) move log_std by at most ~40 * lr: use lr 1e-2 so the
+    # bonus has room to act (up to ~0.4 nats per action dimension).
+    hps = stack_hparams([as_hparams(alpha=0.0, ent_coef=c, learning_rate=1e-2) for c in (0.0, 1.0)])
     keys = jnp.stack([jax.random.PRNGKey(0)] * 2)
     _, metrics = jax.jit(jax.vmap(trainer.train))(keys, hps)
     entropy = np.asarray(metrics["entropy"])
