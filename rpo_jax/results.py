@@ -14,6 +14,7 @@ The only module-level side effect is selecting matplotlib's non-interactive ``Ag
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import pathlib
 import shutil
@@ -317,22 +318,12 @@ def plot_learning_curves(
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize="small")
 
-    p = pathlib.Path(path)
-    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
+    png = io.BytesIO()
     try:
-        with os.fdopen(fd, "wb") as f:
-            fig.savefig(f, format="png", dpi=120)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, _default_file_mode())
-        os.replace(tmp, p)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+        fig.savefig(png, format="png", dpi=120)
     finally:
         fig.clear()  # Figure is not registered with pyplot; dropping it releases it
-    _fsync_dir(p.parent)
+    atomic_write_bytes(path, png.getvalue())
 
 
 # --------------------------------------------------------------------------------------------
