@@ -57,7 +57,7 @@ class TrainConfig:
     # False: truncation is treated as termination, as CleanRL does.
     bootstrap_on_truncation: bool = True
     # Auto-reset from fresh starts drawn once per rollout (a pool of
-    # ceil(num_steps / episode_length) + 1 per env, so episodes ended by the time limit
+    # ceil(num_steps / episode_length) per env, so episodes ended by the time limit
     # never share a start) instead of computing a reset on every step.
     reset_pool: bool = True
     clip_actions: bool = True

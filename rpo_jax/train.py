@@ -169,12 +169,14 @@ class Trainer:
     # ---------------------------------------------------------------- rollout
     @property
     def reset_pool_size(self) -> int:
-        """Fresh episode starts drawn per env per rollout: ``ceil(num_steps / episode_length) + 1``.
+        """Fresh episode starts drawn per env per rollout: ``ceil(num_steps / episode_length)``.
 
-        Enough that an env whose episodes end only by the time limit never reuses a
-        start within a rollout; an env that terminates more often cycles through them.
+        That is the most episodes the time limit can end in ``num_steps`` steps of one
+        env, so an env whose episodes end only by the time limit never reuses a start
+        within a rollout; an env that terminates more often cycles through them. (Brax's
+        training wrapper instead returns every env to its first start, forever.)
         """
-        return -(-self.config.num_steps // self.env.episode_length) + 1
+        return -(-self.config.num_steps // self.env.episode_length)
 
     def _rollout(self, state: TrainState, hparams: HParams, key: jax.Array):
         cfg = self.config
