@@ -22,7 +22,7 @@ What is measured, on whatever device JAX sees (``jax.default_backend()``):
    compiled ahead of time (``jax.jit(f).lower(...).compile()``, timed as
    ``compile s``: trace + lower + XLA compile), then called once untimed (warm-up)
    timed once after every Brax PPO epoch (PPO and RPO calls alternating with
-   Brax's epochs, ``reps + 2`` each; without Brax, ``reps`` round-robin), each call
+   Brax's epochs, ``train_reps + 2`` each; without Brax, ``train_reps`` round-robin), each call
    ``block_until_ready``-ed. The reported
    steps/s is the MEDIAN over the timed repetitions (all are in the JSON).
 3. ``Brax PPO``: ``brax.training.agents.ppo.train`` at matched settings (see
@@ -101,7 +101,7 @@ With ``run_evals=False`` no evaluation runs at all (``num_eval_envs=1`` only siz
 the evaluator it builds). An epoch here is ``iterations`` training steps, like one
 rpo_jax repetition. Brax 0.14 compiles its epoch program in the first epoch and,
 on some setups, again in the second (the state's types change after the first
-call), so ``reps + 2`` epochs are run, epochs during which any XLA compilation
+call), so ``train_reps + 2`` epochs are run, epochs during which any XLA compilation
 happened (``jax.monitoring``) are excluded, and the MEDIAN of the remaining
 epochs' ``training/sps`` is reported. Brax's compile time is estimated as the
 time of the compiling epochs minus as many clean-epoch medians.
@@ -210,7 +210,8 @@ class Profile:
     num_steps: int
     num_minibatches: int
     update_epochs: int
-    reps: int  # timed repetitions after one untimed warm-up
+    reps: int  # timed repetitions after one untimed warm-up (raw env, population, sharding)
+    train_reps: int  # timed repetitions of each trainer in the rpo_jax vs Brax PPO comparison
     raw_steps: int  # scan length of one raw-env repetition
     rep_seconds: float  # calibration target for one training repetition
     max_iterations: int  # cap of the calibrated iterations per repetition
@@ -225,18 +226,18 @@ PROFILES = {
     # env and iteration with 32 minibatches gives 2048-sample minibatches.
     "gpu": Profile(
         name="gpu", envs=("brax/inverted_pendulum", "brax/ant"), num_envs=4096, num_steps=16,
-        num_minibatches=32, update_epochs=4, reps=3, raw_steps=128, rep_seconds=1.0,
+        num_minibatches=32, update_epochs=4, reps=3, train_reps=5, raw_steps=128, rep_seconds=1.0,
         max_iterations=32, fixed_iterations=0, population_sizes=(1, 4, 16, 64), sharded_members=16,
     ),
     # A 2-core CPU saturates long before this; sizes keep the whole run < 10 min.
     "cpu": Profile(
         name="cpu", envs=("brax/inverted_pendulum", "brax/ant"), num_envs=256, num_steps=16,
-        num_minibatches=4, update_epochs=4, reps=5, raw_steps=32, rep_seconds=1.5,
+        num_minibatches=4, update_epochs=4, reps=5, train_reps=15, raw_steps=32, rep_seconds=1.5,
         max_iterations=16, fixed_iterations=0, population_sizes=(1, 4, 16, 64), sharded_members=16,
     ),
     "tiny": Profile(
         name="tiny", envs=("gymnax/Pendulum-v1",), num_envs=8, num_steps=8,
-        num_minibatches=2, update_epochs=1, reps=2, raw_steps=16, rep_seconds=0.0,
+        num_minibatches=2, update_epochs=1, reps=2, train_reps=2, raw_steps=16, rep_seconds=0.0,
         max_iterations=2, fixed_iterations=2, population_sizes=(1, 4), sharded_members=4,
     ),
 }
@@ -603,7 +604,7 @@ def bench_brax_ppo(name: str, adapter: rpo_envs.Environment, config: TrainConfig
     if config.num_envs % config.num_minibatches:
         return {"error": "num_envs must be divisible by num_minibatches for the matched Brax batch_size"}
     environment, wrap_env_fn = brax_training_env(name, adapter)
-    epochs = reps + 2  # the first one or two epochs compile (see module docstring)
+    epochs = reps + 2  # the first one or two epochs compile (see module docstring); reps = train_reps
     env_steps_per_training_step = config.num_envs * config.num_steps
     steps_per_epoch = iterations * env_steps_per_training_step
     settings = {
@@ -941,7 +942,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--no-cache", action="store_true", help="disable the persistent compilation cache")
     p.add_argument("--iterations", type=int, default=0, help="training iterations per timed repetition "
                    "(default: calibrated from the raw-env speed)")
-    p.add_argument("--reps", type=int, default=0, help="timed repetitions (default: 3; --tiny: 2)")
+    p.add_argument("--reps", type=int, default=0, help="timed repetitions of the raw-env, population and "
+                   "sharding programs (default: CPU 5, GPU 3, --tiny 2)")
+    p.add_argument("--train-reps", type=int, default=0, help="timed repetitions of each trainer in the rpo_jax "
+                   "vs Brax PPO comparison (default: CPU 15, GPU 5, --tiny 2)")
     p.add_argument("--num-envs", type=int, default=0, help="envs of the single runs and population total")
     p.add_argument("--population-env", help="env of the population and sharding sections (default: first env)")
     p.add_argument("--only", default=",".join(SECTIONS),
@@ -952,8 +956,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     bad = [s for s in args.only if s not in SECTIONS]
     if bad:
         p.error(f"unknown section(s) {bad}; choose from {', '.join(SECTIONS)}")
-    if args.reps < 0 or args.iterations < 0 or args.num_envs < 0:
-        p.error("--reps, --iterations and --num-envs must be >= 0")
+    if min(args.reps, args.train_reps, args.iterations, args.num_envs) < 0:
+        p.error("--reps, --train-reps, --iterations and --num-envs must be >= 0")
     return args
 
 
@@ -971,6 +975,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.num_envs:
         profile = dataclasses.replace(profile, num_envs=args.num_envs)
     reps = args.reps or profile.reps
+    train_reps = args.train_reps or profile.train_reps
     env_names = tuple(e.strip() for e in args.envs.split(",") if e.strip()) if args.envs else profile.envs
     for name in env_names:
         rpo_envs.check_env_name(name)
@@ -996,9 +1001,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "num_envs": profile.num_envs, "num_steps": profile.num_steps,
             "num_minibatches": profile.num_minibatches, "update_epochs": profile.update_epochs,
             "actor_hidden": list(profile.hidden), "critic_hidden": list(profile.hidden),
-            "reps": reps, "warmup_reps": 1,
+            "reps": reps, "train_reps": train_reps, "warmup_reps": 1,
             "statistic": "median over timed repetitions: rpo_jax PPO and RPO one each after every Brax PPO "
-                         "epoch (reps + 2), Brax PPO its compile-free epochs (>= reps), raw env and "
+                         "epoch (train_reps + 2), Brax PPO its compile-free epochs (>= train_reps), raw env and "
                          "population/sharding programs `reps` each, interleaved round-robin",
             "raw_scan_steps": profile.raw_steps, "population_env": population_env,
             "population_sizes": list(profile.population_sizes), "sharded_members": profile.sharded_members,
@@ -1030,7 +1035,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         raw_sps = ((entry["raw"] or {}).get("adapter") or {}).get("steps_per_s")
         iterations[name] = args.iterations or calibrate_iterations(profile, raw_sps, profile.num_envs)
         entry["iterations_per_rep"] = iterations[name]
-        config = train_config(profile, name, profile.num_envs, iterations[name], reps)
+        # Each trainer's state is called 1 + (train_reps + 2) times here and, for the population
+        # env, `reps` more as the single run: the learning rate anneals over all of those calls.
+        config = train_config(profile, name, profile.num_envs, iterations[name], train_reps + 2 + reps)
         if "train" in args.only:
             _say(f"[{name}] rpo_jax train ({iterations[name]} iterations/rep)")
             train_info, timeds = compile_rpo(adapter, config, iterations[name], log)
@@ -1047,12 +1054,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         if "brax" in args.only:
             _say(f"[{name}] Brax PPO" + (" (alternating with rpo_jax repetitions)" if between else ""))
             try:
-                entry["brax_ppo"] = bench_brax_ppo(name, adapter, config, iterations[name], reps, log,
+                entry["brax_ppo"] = bench_brax_ppo(name, adapter, config, iterations[name], train_reps, log,
                                                    between_epochs=between)
             except Exception as err:  # noqa: BLE001 - report, keep benchmarking
                 entry["brax_ppo"] = {"error": f"{type(err).__name__}: {err}", "steps_per_s": None}
         if "train" in args.only:
-            missing = reps - min(len(t.times) for t in timeds.values())
+            missing = train_reps - min(len(t.times) for t in timeds.values())
             if missing > 0:  # no Brax run (or it failed early)
                 round_robin([timeds["ppo"], timeds["rpo"]], missing)
             entry["train"] = rpo_result(train_info, timeds)
@@ -1192,7 +1199,7 @@ def _summary_markdown(result: dict[str, Any], table: str, targets: str, json_pat
         f"Sizes: {s['num_envs']} envs x {s['num_steps']} steps per iteration, {s['num_minibatches']} minibatches, "
         f"{s['update_epochs']} epochs, (64, 64) networks; iterations per repetition: {iters}; "
         f"steps/s = median of the timed repetitions after 1 warm-up ({s['reps']} per program, interleaved "
-        f"round-robin; rpo_jax training: one PPO + one RPO call after each of Brax PPO's {s['reps']} + 2 "
+        f"round-robin; rpo_jax training: one PPO + one RPO call after each of Brax PPO's {s['train_reps']} + 2 "
         f"epochs, Brax: its compile-free epochs); compile s = trace + lower + XLA "
         f"compile (cache state from jax.monitoring; Brax: estimated from its compiling epochs). "
         f"Persistent cache {'warm for some compiles' if result['compile_cache_warm'] else 'cold (no hits)'}. "

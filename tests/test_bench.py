@@ -27,7 +27,7 @@ def tiny_run(tmp_path_factory):
     env.pop("XLA_FLAGS", None)  # let the benchmark force its 2 host devices
     cache = os.path.expanduser("~/.cache/rpo_jax_bench_cache")
     cmd = [sys.executable, "-m", "bench.throughput", "--tiny", "--envs", ENV, "--out", str(out),
-           "--markdown", str(out / "RESULTS.md"), "--cache-dir", cache]
+           "--markdown", str(out / "RESULTS.md"), "--cache-dir", cache, "--train-reps", "3"]
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-4000:]
     files = sorted(out.glob("cpu-tiny-*.json")) or sorted(out.glob("*-tiny-*.json"))
@@ -45,10 +45,10 @@ def test_json_has_every_field(tiny_run):
     for key in ("backend", "platform", "device_kind", "device_count", "xla_flags", "host_devices_forced_by"):
         assert key in result["device"], key
     settings = result["settings"]
-    for key in ("num_envs", "num_steps", "num_minibatches", "update_epochs", "reps", "statistic",
+    for key in ("num_envs", "num_steps", "num_minibatches", "update_epochs", "reps", "train_reps", "statistic",
                 "population_sizes", "sharded_members", "compilation_cache", "envs"):
         assert key in settings, key
-    assert settings["tiny"] is True and settings["reps"] >= 2
+    assert settings["tiny"] is True and settings["reps"] >= 2 and settings["train_reps"] == 3
 
     entry = result["envs"][ENV]
     for variant in ("adapter", "library"):
@@ -59,13 +59,13 @@ def test_json_has_every_field(tiny_run):
     assert train["compile"]["compile_s"] > 0
     for label in ("ppo", "rpo"):
         assert _positive(train[label]["steps_per_s"])
-        assert len(train[label]["rep_seconds"]) == settings["reps"] + 2  # one after each Brax PPO epoch
+        assert len(train[label]["rep_seconds"]) == settings["train_reps"] + 2  # one after each Brax PPO epoch
         assert train[label]["finite_loss"]
     assert train["ppo"]["alpha"] == 0.0 and train["rpo"]["alpha"] == 0.5
 
     brax = entry["brax_ppo"]
     assert _positive(brax["steps_per_s"]), brax
-    assert brax["timed_epochs"] >= 2 and "compile_s_estimate" in brax
+    assert brax["timed_epochs"] >= settings["train_reps"] and "compile_s_estimate" in brax
     for ratio in ("ppo_vs_brax_ppo", "rpo_vs_brax_ppo", "ppo_vs_raw", "rpo_vs_raw", "brax_ppo_vs_library_raw"):
         assert _positive(entry["ratios"][ratio]), ratio
 
