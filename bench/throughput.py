@@ -10,8 +10,9 @@ What is measured, on whatever device JAX sees (``jax.default_backend()``):
 
 1. ``raw env``: the ceiling of any trainer on that env and device. ``jit`` of a
    ``lax.scan`` over ``vmap(env.step)`` with uniform random actions, no learning.
-   Two variants: ``adapter`` is rpo_jax's ``Environment.step`` (what the trainer
-   steps; it computes a fresh reset every step and selects it with ``where``) and
+   Two variants: ``adapter`` is rpo_jax's ``Environment.step`` as the trainer steps
+   it (fresh starts drawn once per scan with ``rpo_jax.envs.draw_reset_pool``, as
+   ``train.reset_pool`` does once per rollout, and selected with ``where``) and
    ``library`` is the library env under Brax's own training wrappers
    (``brax.envs.training.wrap`` / ``mujoco_playground.wrapper.wrap_for_brax_training``,
    which auto-reset to a cached first state); the latter is what Brax PPO steps.
@@ -488,20 +489,25 @@ def bench_raw(name: str, adapter: rpo_envs.Environment, profile: Profile, num_en
     shape = (num_envs, adapter.action_size)
     out: dict[str, Any] = {"num_envs": num_envs, "scan_steps": steps}
 
-    # rpo_jax adapter (auto-reset to fresh random states)
-    # The carry accumulates reward and episode-end sums so nothing of a step is dead code
-    # except what no trainer needs.
+    # rpo_jax adapter, auto-resetting to fresh random starts drawn once per scan, as the
+    # trainer draws them once per rollout (train.reset_pool). The carry accumulates reward
+    # and episode-end sums so nothing of a step is dead code except what no trainer needs.
+    pool_size = rpo_envs.reset_pool_size(steps, adapter.episode_length)
+
     def adapter_rollout(carry):
         states, key, total = carry
-        key, sub = jax.random.split(key)
+        key, sub, pool_key = jax.random.split(key, 3)
+        pool = rpo_envs.draw_reset_pool(adapter, pool_key, num_envs, pool_size)
 
-        def body(s, k):
+        def body(c, k):
+            s, resets = c
             action = jax.random.uniform(k, shape, minval=low, maxval=high)
-            s, result = jax.vmap(adapter.step)(s, action)
-            ends = (result.terminated | result.truncated).sum()
-            return s, result.reward.sum() + result.final_obs.sum() + ends
+            s, result = jax.vmap(adapter.step)(s, action, rpo_envs.pool_starts(pool, resets))
+            dones = result.terminated | result.truncated
+            return (s, resets + dones), result.reward.sum() + result.final_obs.sum() + dones.sum()
 
-        states, sums = jax.lax.scan(body, states, jax.random.split(sub, steps))
+        (states, _), sums = jax.lax.scan(body, (states, jnp.zeros((num_envs,), jnp.int32)),
+                                         jax.random.split(sub, steps))
         return states, key, total + sums.sum()
 
     states = jax.jit(jax.vmap(adapter.reset))(jax.random.split(jax.random.PRNGKey(0), num_envs))

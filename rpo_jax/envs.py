@@ -48,6 +48,12 @@ the reset), which is what a learner bootstraps from on truncation. The reset is
 computed on every step and merged with ``jnp.where`` (no ``lax.cond``), which is
 what a ``cond`` would turn into under ``vmap`` anyway.
 
+Computing a reset on every step costs a reset per env step. A batched loop can
+instead draw its fresh starts in advance: :func:`draw_reset_pool` computes a pool of
+``size`` starts per env at once (``size = ``:func:`reset_pool_size` for a loop of
+``num_steps``), :func:`pool_starts` picks each env's next unused one, and
+``step(state, action, reset_state)`` takes it instead of computing a reset.
+
 We do not use Brax's ``AutoResetWrapper``: it resets to a cached copy of the FIRST
 state of the episode instead of drawing a new initial state, so every episode of an
 environment slot starts from the same state; it also hides the final observation
@@ -80,6 +86,9 @@ __all__ = [
     "available_envs",
     "check_env_name",
     "make_env",
+    "reset_pool_size",
+    "draw_reset_pool",
+    "pool_starts",
 ]
 
 FAMILIES = ("brax", "dmc", "gymnax")
@@ -255,6 +264,38 @@ class Environment:
             final_obs=next_obs,
         )
         return new_state, result
+
+
+# --------------------------------------------------------------------------- reset pools
+
+
+def reset_pool_size(num_steps: int, episode_length: int) -> int:
+    """Fresh starts per env for a loop of ``num_steps`` steps: ``ceil(num_steps / episode_length)``.
+
+    That is the most episodes the time limit can end in ``num_steps`` consecutive
+    steps of one env, so an env whose episodes end only by the time limit never
+    reuses a start within the loop; an env that terminates more often cycles
+    through its starts. (Brax's training wrapper instead returns every env to its
+    first start, forever.)
+    """
+    return -(-int(num_steps) // int(episode_length))
+
+
+def draw_reset_pool(env: Environment, key: jax.Array, num_envs: int, size: int) -> EnvState:
+    """``size`` fresh episode starts for each of ``num_envs`` envs, an :class:`EnvState` ``[size, num_envs]``."""
+    keys = jax.random.split(key, size * num_envs).reshape(size, num_envs, -1)
+    return jax.vmap(jax.vmap(env.reset))(keys)
+
+
+def pool_starts(pool: EnvState, resets: jax.Array) -> EnvState:
+    """Each env's next start, ``pool[resets[i] % size, i]``, with ``resets [num_envs]`` its episode ends so far.
+
+    Pass the result as ``reset_state`` to a vmapped :meth:`Environment.step`; add
+    ``terminated | truncated`` of the step to ``resets`` afterwards.
+    """
+    size = jax.tree.leaves(pool)[0].shape[0]
+    env_index = jnp.arange(resets.shape[0])
+    return jax.tree.map(lambda x: x[resets % size, env_index], pool)
 
 
 def _flat_obs(obs: Any) -> jax.Array:

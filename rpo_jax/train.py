@@ -169,14 +169,8 @@ class Trainer:
     # ---------------------------------------------------------------- rollout
     @property
     def reset_pool_size(self) -> int:
-        """Fresh episode starts drawn per env per rollout: ``ceil(num_steps / episode_length)``.
-
-        That is the most episodes the time limit can end in ``num_steps`` steps of one
-        env, so an env whose episodes end only by the time limit never reuses a start
-        within a rollout; an env that terminates more often cycles through them. (Brax's
-        training wrapper instead returns every env to its first start, forever.)
-        """
-        return -(-self.config.num_steps // self.env.episode_length)
+        """Fresh episode starts drawn per env per rollout (:func:`rpo_jax.envs.reset_pool_size`)."""
+        return envs.reset_pool_size(self.config.num_steps, self.env.episode_length)
 
     def _rollout(self, state: TrainState, hparams: HParams, key: jax.Array):
         cfg = self.config
@@ -184,17 +178,11 @@ class Trainer:
         high = jnp.asarray(self.env.action_high)
         if cfg.reset_pool:
             key, pool_key = jax.random.split(key)
-            pool_size = self.reset_pool_size
-            pool = jax.vmap(jax.vmap(self.env.reset))(
-                jax.random.split(pool_key, pool_size * cfg.num_envs).reshape(pool_size, cfg.num_envs, -1)
-            )
-            env_index = jnp.arange(cfg.num_envs)
+            pool = envs.draw_reset_pool(self.env, pool_key, cfg.num_envs, self.reset_pool_size)
 
         def step(carry, step_key):
             state, finished, resets = carry
-            reset_state = (
-                jax.tree.map(lambda x: x[resets % pool_size, env_index], pool) if cfg.reset_pool else None
-            )
+            reset_state = envs.pool_starts(pool, resets) if cfg.reset_pool else None
             loc, log_scale = self.actor.apply(state.params["actor"], state.obs)
             policy = action_distribution(cfg.action_dist, loc, log_scale)  # unperturbed
             actions, logprobs = policy.sample_and_log_prob(seed=step_key)
