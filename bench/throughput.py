@@ -19,13 +19,17 @@ What is measured, on whatever device JAX sees (``jax.default_backend()``):
 2. ``rpo_jax``: the full train loop (rollout + GAE + update) of
    ``rpo_jax.train.make_train(config).run`` with PPO (alpha = 0) and RPO
    (alpha = 0.5). alpha is a traced hyperparameter, so both use ONE compiled
-   program and cost the same; they are timed apart anyway. The program is
-   compiled ahead of time (``jax.jit(f).lower(...).compile()``, timed as
-   ``compile s``: trace + lower + XLA compile), then called once untimed (warm-up)
-   timed once after every Brax PPO epoch (PPO and RPO calls alternating with
-   Brax's epochs, ``train_reps + 2`` each; without Brax, ``train_reps`` round-robin), each call
-   ``block_until_ready``-ed. The reported
-   steps/s is the MEDIAN over the timed repetitions (all are in the JSON).
+   program and cost the same; they are timed apart anyway.
+
+   Timing of 1.-3.: every program is compiled ahead of time
+   (``jax.jit(f).lower(...).compile()``, timed as ``compile s``: trace + lower + XLA
+   compile) and called once untimed (warm-up; the raw adapter's warm-up call also
+   calibrates the iterations per training repetition). Then Brax PPO runs, and after
+   each of its ``train_reps + 2`` epochs the raw adapter, the raw library env, rpo_jax
+   PPO and rpo_jax RPO are called once each (without Brax: ``train_reps`` such rounds),
+   every call ``block_until_ready``-ed. So all five are timed seconds apart under the
+   same background load, and the ratios between them are paired in time. The
+   reported steps/s is the MEDIAN over the timed repetitions (all are in the JSON).
 3. ``Brax PPO``: ``brax.training.agents.ppo.train`` at matched settings (see
    "Brax PPO mapping" below), timed from its own per-epoch timing metrics.
 4. ``population``: ``jit(vmap(trainer.run))`` over S members x (N/S) envs each,
@@ -340,10 +344,13 @@ class Timed:
         self.fn, self.carry, self.steps = fn, carry, steps
         self.times: list[float] = []
         self.warmed = False
+        self.warmup_seconds: float | None = None
 
     def warmup(self) -> "Timed":
         if not self.warmed:
+            start = time.perf_counter()
             self.carry = _block(self.fn(self.carry))
+            self.warmup_seconds = time.perf_counter() - start
             self.warmed = True
         return self
 
@@ -481,8 +488,13 @@ def library_batched_env(name: str, adapter: rpo_envs.Environment):
 # --------------------------------------------------------------------------- 1. raw env
 
 
-def bench_raw(name: str, adapter: rpo_envs.Environment, profile: Profile, num_envs: int, reps: int,
-              log: CompileLog) -> dict[str, Any]:
+def compile_raw(name: str, adapter: rpo_envs.Environment, profile: Profile, num_envs: int,
+                log: CompileLog) -> tuple[dict[str, Any], dict[str, Timed]]:
+    """AOT-compiles and warms up the raw-env programs; the caller times them (see ``main``).
+
+    Returns the compile records and a :class:`Timed` per variant: ``adapter`` always,
+    ``library`` unless the library env could not be built (then its record holds the error).
+    """
     steps = profile.raw_steps
     low = jnp.asarray(adapter.action_low)
     high = jnp.asarray(adapter.action_high)
@@ -513,7 +525,7 @@ def bench_raw(name: str, adapter: rpo_envs.Environment, profile: Profile, num_en
     states = jax.jit(jax.vmap(adapter.reset))(jax.random.split(jax.random.PRNGKey(0), num_envs))
     carry = (states, jax.random.PRNGKey(1), jnp.zeros((), jnp.float32))
     fn, info = _compile(jax.jit(adapter_rollout, donate_argnums=0), carry, log=log)
-    adapter_timed = Timed(fn, carry, num_envs * steps)
+    timeds = {"adapter": Timed(fn, carry, num_envs * steps).warmup()}
     out["adapter"] = info
 
     # library env with Brax's training wrappers (cached first-state auto-reset)
@@ -534,20 +546,18 @@ def bench_raw(name: str, adapter: rpo_envs.Environment, profile: Profile, num_en
         state = jax.jit(env.reset)(jax.random.split(jax.random.PRNGKey(0), num_envs))
         carry = (state, jax.random.PRNGKey(1), jnp.zeros((), jnp.float32))
         fn, info = _compile(jax.jit(library_rollout, donate_argnums=0), carry, log=log)
-        library_timed = Timed(fn, carry, num_envs * steps)
-        round_robin([adapter_timed, library_timed], reps)
-        out["library"] = {**info, **library_timed.result()}
+        timeds["library"] = Timed(fn, carry, num_envs * steps).warmup()
+        out["library"] = info
     except Exception as err:  # noqa: BLE001 - report, keep benchmarking
         out["library"] = {"error": f"{type(err).__name__}: {err}"}
-        adapter_timed.reps(reps)
-    out["adapter"].update(adapter_timed.result())
-    return out
+    return out, timeds
 
 
 def calibrate_iterations(profile: Profile, raw_sps: float | None, num_envs: int) -> int:
     """Iterations per timed repetition: a power of two so a repetition takes ~rep_seconds.
 
-    Assumes training runs at about a third of the raw-env limit.
+    ``raw_sps`` comes from the raw adapter's warm-up call. Assumes training runs at
+    about a third of the raw-env limit.
     """
     if profile.fixed_iterations:
         return profile.fixed_iterations
@@ -1008,9 +1018,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "num_minibatches": profile.num_minibatches, "update_epochs": profile.update_epochs,
             "actor_hidden": list(profile.hidden), "critic_hidden": list(profile.hidden),
             "reps": reps, "train_reps": train_reps, "warmup_reps": 1,
-            "statistic": "median over timed repetitions: rpo_jax PPO and RPO one each after every Brax PPO "
-                         "epoch (train_reps + 2), Brax PPO its compile-free epochs (>= train_reps), raw env and "
-                         "population/sharding programs `reps` each, interleaved round-robin",
+            "statistic": "median over timed repetitions: raw env (adapter, library) and rpo_jax PPO and RPO "
+                         "one call each after every Brax PPO epoch (train_reps + 2), Brax PPO its compile-free "
+                         "epochs (>= train_reps); population/sharding programs `reps` each, interleaved "
+                         "round-robin",
             "raw_scan_steps": profile.raw_steps, "population_env": population_env,
             "population_sizes": list(profile.population_sizes), "sharded_members": profile.sharded_members,
             "sections": list(args.only),
@@ -1035,10 +1046,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                                  "episode_length": adapter.episode_length,
                                  "raw": None, "train": None, "brax_ppo": None, "ratios": None}
         result["envs"][name] = entry
+        # The raw-env programs and the rpo_jax trainers are compiled first, then timed in the
+        # same rounds (one call each after every Brax PPO epoch), so the ratios between them
+        # compare calls made seconds apart under the same background load.
+        timed_here: dict[str, Timed] = {}
+        raw_timeds: dict[str, Timed] = {}
+        raw_sps = None
         if "raw" in args.only:
             _say(f"[{name}] raw env")
-            entry["raw"] = bench_raw(name, adapter, profile, profile.num_envs, reps, log)
-        raw_sps = ((entry["raw"] or {}).get("adapter") or {}).get("steps_per_s")
+            entry["raw"], raw_timeds = compile_raw(name, adapter, profile, profile.num_envs, log)
+            timed_here.update({f"raw {k}": t for k, t in raw_timeds.items()})
+            raw_sps = raw_timeds["adapter"].steps / raw_timeds["adapter"].warmup_seconds
         iterations[name] = args.iterations or calibrate_iterations(profile, raw_sps, profile.num_envs)
         entry["iterations_per_rep"] = iterations[name]
         # Each trainer's state is called 1 + (train_reps + 2) times here and, for the population
@@ -1050,13 +1068,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             rpo_programs[name] = timeds
             for t in timeds.values():
                 t.warmup()
+            timed_here.update(timeds)
         between = None
-        if "train" in args.only and "brax" in args.only:
-            # One PPO and one RPO repetition after every Brax epoch: the trainers alternate,
-            # so drifting background load hits both alike.
+        if timed_here and "brax" in args.only:
+            # One call of each program after every Brax epoch: all alternate with Brax,
+            # so drifting background load hits them alike.
             def between():
-                timeds["ppo"].rep()
-                timeds["rpo"].rep()
+                for t in timed_here.values():
+                    t.rep()
         if "brax" in args.only:
             _say(f"[{name}] Brax PPO" + (" (alternating with rpo_jax repetitions)" if between else ""))
             try:
@@ -1064,10 +1083,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                                                    between_epochs=between)
             except Exception as err:  # noqa: BLE001 - report, keep benchmarking
                 entry["brax_ppo"] = {"error": f"{type(err).__name__}: {err}", "steps_per_s": None}
-        if "train" in args.only:
-            missing = train_reps - min(len(t.times) for t in timeds.values())
+        if timed_here:
+            missing = train_reps - min(len(t.times) for t in timed_here.values())
             if missing > 0:  # no Brax run (or it failed early)
-                round_robin([timeds["ppo"], timeds["rpo"]], missing)
+                round_robin(list(timed_here.values()), missing)
+        for variant, t in raw_timeds.items():
+            entry["raw"][variant].update(t.result())
+        if "train" in args.only:
             entry["train"] = rpo_result(train_info, timeds)
         entry["ratios"] = _env_ratios(entry)
         _say(f"[{name}] done at {time.perf_counter() - wall_start:.0f} s")
@@ -1204,9 +1226,10 @@ def _summary_markdown(result: dict[str, Any], table: str, targets: str, json_pat
         f"load average {load['start'][0]:.2f} at start / {load['end'][0]:.2f} at end.  ",
         f"Sizes: {s['num_envs']} envs x {s['num_steps']} steps per iteration, {s['num_minibatches']} minibatches, "
         f"{s['update_epochs']} epochs, (64, 64) networks; iterations per repetition: {iters}; "
-        f"steps/s = median of the timed repetitions after 1 warm-up ({s['reps']} per program, interleaved "
-        f"round-robin; rpo_jax training: one PPO + one RPO call after each of Brax PPO's {s['train_reps']} + 2 "
-        f"epochs, Brax: its compile-free epochs); compile s = trace + lower + XLA "
+        f"steps/s = median of the timed repetitions after 1 warm-up (raw env and rpo_jax training: one call "
+        f"of each program after each of Brax PPO's {s['train_reps']} + 2 epochs, Brax: its compile-free "
+        f"epochs; population and sharding: {s['reps']} per program, interleaved round-robin); "
+        f"compile s = trace + lower + XLA "
         f"compile (cache state from jax.monitoring; Brax: estimated from its compiling epochs). "
         f"Persistent cache {'warm for some compiles' if result['compile_cache_warm'] else 'cold (no hits)'}. "
         f"Median spread (slowest - fastest) / median of a program's repetitions: {_median_spread(result)}; "

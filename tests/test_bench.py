@@ -55,6 +55,7 @@ def test_json_has_every_field(tiny_run):
         raw = entry["raw"][variant]
         assert _positive(raw["steps_per_s"]), raw
         assert raw["compile_s"] >= 0 and raw["cache"] in ("cold", "warm", "partly warm", "cache off", "none")
+        assert len(raw["rep_seconds"]) == settings["train_reps"] + 2  # timed in the same rounds as training
     train = entry["train"]
     assert train["compile"]["compile_s"] > 0
     for label in ("ppo", "rpo"):
