@@ -237,7 +237,7 @@ PROFILES = {
     # A 2-core CPU saturates long before this; sizes keep the whole run < 10 min.
     "cpu": Profile(
         name="cpu", envs=("brax/inverted_pendulum", "brax/ant"), num_envs=256, num_steps=16,
-        num_minibatches=4, update_epochs=4, reps=5, train_reps=15, raw_steps=32, rep_seconds=1.5,
+        num_minibatches=4, update_epochs=4, reps=9, train_reps=15, raw_steps=32, rep_seconds=1.5,
         max_iterations=16, fixed_iterations=0, population_sizes=(1, 4, 16, 64), sharded_members=16,
     ),
     "tiny": Profile(
@@ -959,7 +959,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--iterations", type=int, default=0, help="training iterations per timed repetition "
                    "(default: calibrated from the raw-env speed)")
     p.add_argument("--reps", type=int, default=0, help="timed repetitions of the raw-env, population and "
-                   "sharding programs (default: CPU 5, GPU 3, --tiny 2)")
+                   "sharding programs (default: CPU 9, GPU 3, --tiny 2)")
     p.add_argument("--train-reps", type=int, default=0, help="timed repetitions of each trainer in the rpo_jax "
                    "vs Brax PPO comparison (default: CPU 15, GPU 5, --tiny 2)")
     p.add_argument("--num-envs", type=int, default=0, help="envs of the single runs and population total")

@@ -311,10 +311,7 @@ class Trainer:
 
         def epoch(carry, epoch_key):
             perm_key, noise_key = jax.random.split(epoch_key)
-            permutation = jax.random.permutation(perm_key, cfg.batch_size)
-            shuffled = jax.tree.map(
-                lambda x: x[permutation].reshape((cfg.num_minibatches, cfg.minibatch_size) + x.shape[1:]), batch
-            )
+            shuffled = ppo.shuffled_minibatches(perm_key, batch, cfg.num_minibatches)
             noise_keys = jax.random.split(noise_key, cfg.num_minibatches)
             return jax.lax.scan(minibatch_step, carry, (shuffled, noise_keys))
 
@@ -351,10 +348,7 @@ class Trainer:
             return (optax.apply_updates(params, updates), opt_state), loss
 
         def epoch(carry, epoch_key):
-            permutation = jax.random.permutation(epoch_key, cfg.batch_size)
-            shuffled = jax.tree.map(
-                lambda x: x[permutation].reshape((cfg.num_minibatches, cfg.minibatch_size) + x.shape[1:]), batch
-            )
+            shuffled = ppo.shuffled_minibatches(epoch_key, batch, cfg.num_minibatches)
             return jax.lax.scan(minibatch_step, carry, shuffled)
 
         value_key, sr_key = jax.random.split(key)
