@@ -116,19 +116,38 @@ def test_same_seed_twice_gives_identical_metrics(train_jit):
     assert not np.allclose(a[1]["policy_loss"], c[1]["policy_loss"])
 
 
-def test_vmapped_member_equals_the_same_member_alone(trainer, train_jit):
+def test_vmapped_member_equals_the_same_member_alone(trainer):
+    """Every member of a vmapped population follows its own key and hyperparameters.
+
+    Compared over the first 3 of the 6 iterations, on the metrics and the learner's
+    state: batched and unbatched matmuls round differently, and a 1-ulp change in an
+    action grows through the pendulum's dynamics, so the env states and, later, the
+    learner drift apart by more than float32 rounding (after 3 iterations 3e-5 relative
+    in one env's angular speed; after 6, 7e-4 in the lr = 1e-3 member's observation
+    mean). A member run with another member's hyperparameters differs far more.
+    """
     rows = [
         as_hparams(alpha=0.0),
         as_hparams(alpha=0.5, learning_rate=1e-3),
         as_hparams(alpha=1.0, ent_coef=0.01, clip_coef=0.1, gamma=0.95, gae_lambda=0.9, vf_coef=1.0, max_grad_norm=1.0),
     ]
     keys = jnp.stack([jax.random.PRNGKey(s) for s in (0, 1, 2)])
-    pop_state, pop_metrics = jax.jit(jax.vmap(trainer.train))(keys, stack_hparams(rows))
+
+    def three_iterations(key, hp):
+        return trainer.run(trainer.init(key, hp), hp, 3)
+
+    pop_state, pop_metrics = jax.jit(jax.vmap(three_iterations))(keys, stack_hparams(rows))
+    alone = jax.jit(three_iterations)
     for i, hp in enumerate(rows):
-        alone_state, alone_metrics = train_jit(keys[i], hp)
+        alone_state, alone_metrics = alone(keys[i], hp)
         _assert_trees_close(jax.tree.map(lambda x: x[i], pop_metrics), alone_metrics)
-        _assert_trees_close(jax.tree.map(lambda x: x[i], pop_state.params), alone_state.params)
-        _assert_trees_close(jax.tree.map(lambda x: x[i], pop_state.normalizer), alone_state.normalizer)
+        # The learner's state; the env states are where a rounding difference shows first.
+        learner = lambda state: (state.params, state.opt_state, state.normalizer)  # noqa: E731
+        _assert_trees_close(jax.tree.map(lambda x: x[i], learner(pop_state)), learner(alone_state))
+    # The comparison can fail: a member run with its neighbour's hyperparameters does.
+    swapped_state, _ = alone(keys[1], rows[2])
+    with pytest.raises(AssertionError):
+        _assert_trees_close(jax.tree.map(lambda x: x[1], pop_state.params), swapped_state.params)
 
 
 def test_chunked_population_run_equals_train_and_reports_progress(trainer, train_jit):
