@@ -55,18 +55,8 @@ def measure(config: TrainConfig, reps: int) -> dict[str, float]:
 
     def batch_of(state):
         # One rollout and GAE, exactly as an iteration builds its batch.
-        from rpo_jax import gae, ppo
-
-        cfg = trainer.config
         state, traj, _ = trainer._rollout(state, hp, key)
-        values = trainer.critic.apply(state.params["critic"], traj.obs)
-        next_values = trainer.critic.apply(state.params["critic"], traj.next_obs)
-        adv, ret = gae.gae(traj.rewards, values, next_values, traj.terminations, traj.dones, hp.gamma, hp.gae_lambda)
-        flat = lambda x: x.reshape((cfg.batch_size,) + x.shape[2:])  # noqa: E731
-        return state, ppo.Minibatch(
-            obs=flat(traj.obs), actions=flat(traj.actions), logprobs=flat(traj.logprobs),
-            advantages=flat(adv), returns=flat(ret), values=flat(values),
-        )
+        return state, trainer._batch(state.params, traj, hp)
 
     state, batch = jax.jit(batch_of)(state)
     update = trainer._update_trpo if config.algorithm == "trpo" else trainer._update

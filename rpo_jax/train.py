@@ -408,19 +408,16 @@ class Trainer:
         return state.replace(params=params, opt_state=opt_state), aux
 
     # -------------------------------------------------------------- iteration
-    def _iteration(self, state: TrainState, hparams: HParams):
-        cfg = self.config
-        key, rollout_key, update_key = jax.random.split(state.key, 3)
-        state, traj, (return_sum, length_sum, episodes) = self._rollout(state, hparams, rollout_key)
-
-        critic = functools.partial(self.critic.apply, state.params["critic"])
+    def _batch(self, params: Any, traj: Transition, hparams: HParams) -> ppo.Minibatch:
+        """The update's batch: the critic on all ``s_t`` and ``s'_t``, GAE, flattened over (time, env)."""
+        critic = functools.partial(self.critic.apply, params["critic"])
         values = critic(traj.obs)
         next_values = critic(traj.next_obs)
         advantages, returns = gae.gae(
             traj.rewards, values, next_values, traj.terminations, traj.dones, hparams.gamma, hparams.gae_lambda
         )
-        flat = lambda x: x.reshape((cfg.batch_size,) + x.shape[2:])  # noqa: E731
-        batch = ppo.Minibatch(
+        flat = lambda x: x.reshape((self.config.batch_size,) + x.shape[2:])  # noqa: E731
+        return ppo.Minibatch(
             obs=flat(traj.obs),
             actions=flat(traj.actions),
             logprobs=flat(traj.logprobs),
@@ -428,6 +425,12 @@ class Trainer:
             returns=flat(returns),
             values=flat(values),
         )
+
+    def _iteration(self, state: TrainState, hparams: HParams):
+        cfg = self.config
+        key, rollout_key, update_key = jax.random.split(state.key, 3)
+        state, traj, (return_sum, length_sum, episodes) = self._rollout(state, hparams, rollout_key)
+        batch = self._batch(state.params, traj, hparams)
         learning_rate = self.learning_rate(hparams, state.iteration)
         alpha = self.alpha(hparams, state.iteration)
         if cfg.smoothness and cfg.algorithm == "ppo" and cfg.smoothness_pgd == "iteration":

@@ -120,3 +120,20 @@ def test_results_markdown_keeps_other_devices(tmp_path):
     text = path.read_text()
     assert "new" in text and "old" not in text and "figures" in text
     assert text.count("<!-- results: cpu: cpu -->") == 1
+
+
+def test_breakdown_runs_at_tiny_sizes_and_writes_every_program(tmp_path):
+    cmd = [sys.executable, "-m", "bench.breakdown", "--env", ENV, "--num-envs", "8", "--members", "1,2",
+           "--reps", "2", "--out", str(tmp_path)]
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    (path,) = tmp_path.glob("breakdown-*.json")
+    record = json.loads(path.read_text())
+    names = [r["program"] for r in record["rows"]]
+    assert names == ["iteration", "rollout", "update", "raw adapter", "raw library", "reset pool",
+                     "population 1", "population 1 update", "population 2", "population 2 update"]
+    for row in record["rows"]:
+        assert _positive(row["median_ms"]) and _positive(row["fastest_ms"]) and len(row["rep_seconds"]) == 2
+    bad = subprocess.run([sys.executable, "-m", "bench.breakdown", "--env", ENV, "--num-envs", "8",
+                          "--members", "3", "--out", str(tmp_path)], cwd=REPO, capture_output=True, text=True)
+    assert bad.returncode == 2 and "--members" in bad.stderr
