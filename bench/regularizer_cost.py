@@ -15,8 +15,9 @@ Side by side in one process, on the same train state and rollout batch:
   timed as part of the update), once per update for TRPO-SR;
 * ``iteration``: one whole iteration (rollout + GAE + update).
 
-Each program is compiled ahead of time, run once untimed, then ``--reps`` times;
-the median is reported. Prints a table and writes ``bench/results/regularizer-<device>-<date>.json``.
+Every program (five configurations x update and iteration) is compiled ahead of
+time and run once untimed; then ``--reps`` rounds call each program once, so
+background load hits them alike, and the median of each is reported. Prints a table and writes ``bench/results/regularizer-<device>-<date>.json``.
 """
 
 from __future__ import annotations
@@ -36,18 +37,21 @@ from rpo_jax.config import TrainConfig
 from rpo_jax.train import as_hparams, make_train
 
 
-def _median_seconds(fn, args, reps: int) -> float:
-    jax.block_until_ready(fn(*args))
-    times = []
-    for _ in range(reps):
-        start = time.perf_counter()
+def _interleaved_medians(programs: dict, reps: int) -> dict:
+    """Median seconds of each ``(fn, args)``: one untimed call each, then ``reps`` rounds of one call each."""
+    for fn, args in programs.values():
         jax.block_until_ready(fn(*args))
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    times = {name: [] for name in programs}
+    for _ in range(reps):
+        for name, (fn, args) in programs.items():
+            start = time.perf_counter()
+            jax.block_until_ready(fn(*args))
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(ts) for name, ts in times.items()}
 
 
-def measure(config: TrainConfig, reps: int) -> dict[str, float]:
-    """Median seconds of the update phase and of a whole iteration for ``config``."""
+def compile_programs(config: TrainConfig) -> dict[str, tuple]:
+    """The compiled update phase and whole iteration for ``config``, with their arguments."""
     trainer = make_train(config)
     hp = as_hparams(alpha=0.0, lambda_s=1.0, sr_eps=0.05, max_kl=0.01)
     key = jax.random.PRNGKey(0)
@@ -69,10 +73,7 @@ def measure(config: TrainConfig, reps: int) -> dict[str, float]:
 
     update_fn = jax.jit(update_phase).lower(state, batch).compile()
     iteration_fn = jax.jit(lambda s: trainer.run(s, hp, 1)).lower(state).compile()
-    return {
-        "update_s": _median_seconds(update_fn, (state, batch), reps),
-        "iteration_s": _median_seconds(iteration_fn, (state,), reps),
-    }
+    return {"update_s": (update_fn, (state, batch)), "iteration_s": (iteration_fn, (state,))}
 
 
 def main(argv=None) -> int:
@@ -94,14 +95,19 @@ def main(argv=None) -> int:
     )
     rows = []
     variants = [("ppo", "minibatch"), ("ppo", "iteration"), ("trpo", "minibatch")]
-    plain_by_algorithm = {}
+    configs = {("plain", algorithm): dataclasses.replace(base, algorithm=algorithm) for algorithm in ("ppo", "trpo")}
     for algorithm, where in variants:
-        if algorithm not in plain_by_algorithm:
-            plain_by_algorithm[algorithm] = measure(dataclasses.replace(base, algorithm=algorithm), args.reps)
-        plain = plain_by_algorithm[algorithm]
-        smooth = measure(
-            dataclasses.replace(base, algorithm=algorithm, smoothness=True, smoothness_pgd=where), args.reps
+        configs[(where, algorithm)] = dataclasses.replace(
+            base, algorithm=algorithm, smoothness=True, smoothness_pgd=where
         )
+    programs = {}
+    for label, config in configs.items():
+        for phase, program in compile_programs(config).items():
+            programs[(label, phase)] = program
+    medians = _interleaved_medians(programs, args.reps)
+    measured = {label: {phase: medians[(label, phase)] for phase in ("update_s", "iteration_s")} for label in configs}
+    for algorithm, where in variants:
+        plain, smooth = measured[("plain", algorithm)], measured[(where, algorithm)]
         rows.append({
             "algorithm": algorithm if algorithm == "trpo" else f"ppo/pgd-per-{where}",
             "update_s": plain["update_s"], "update_sr_s": smooth["update_s"],
@@ -112,7 +118,7 @@ def main(argv=None) -> int:
     device = jax.devices()[0]
     print(f"SR^2L regulariser cost on {device.device_kind} ({jax.default_backend()}), env {args.env}, "
           f"{args.num_envs} envs x {args.num_steps} steps, {args.minibatches} minibatches x {args.epochs} epochs, "
-          f"{args.steps} PGD steps; median of {args.reps}")
+          f"{args.steps} PGD steps; median of {args.reps} interleaved rounds")
     print(f"{'algorithm':>22} | {'update s':>9} | {'+SR s':>9} | {'ratio':>6} | {'iter s':>9} | {'+SR s':>9} | {'ratio':>6}")
     for r in rows:
         print(f"{r['algorithm']:>22} | {r['update_s']:9.4f} | {r['update_sr_s']:9.4f} | {r['update_ratio']:6.2f} | "

@@ -137,3 +137,16 @@ def test_breakdown_runs_at_tiny_sizes_and_writes_every_program(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "bench.breakdown", "--env", ENV, "--num-envs", "8",
                           "--members", "3", "--out", str(tmp_path)], cwd=REPO, capture_output=True, text=True)
     assert bad.returncode == 2 and "--members" in bad.stderr
+
+
+def test_regularizer_cost_runs_at_tiny_sizes(tmp_path):
+    cmd = [sys.executable, "-m", "bench.regularizer_cost", "--num-envs", "2", "--num-steps", "8",
+           "--minibatches", "2", "--epochs", "1", "--steps", "2", "--reps", "1", "--out", str(tmp_path)]
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    (path,) = tmp_path.glob("regularizer-*.json")
+    rows = json.loads(path.read_text())["rows"]
+    assert [r["algorithm"] for r in rows] == ["ppo/pgd-per-minibatch", "ppo/pgd-per-iteration", "trpo"]
+    for r in rows:
+        for key in ("update_s", "update_sr_s", "update_ratio", "iteration_s", "iteration_sr_s", "iteration_ratio"):
+            assert _positive(r[key]), (r["algorithm"], key)
