@@ -608,7 +608,7 @@ def rpo_result(info: dict[str, Any], timeds: dict[str, Timed]) -> dict[str, Any]
 
 
 def bench_brax_ppo(name: str, adapter: rpo_envs.Environment, config: TrainConfig, iterations: int,
-                   reps: int, log: CompileLog, between_epochs: Callable[[], None] | None = None) -> dict[str, Any]:
+                   train_reps: int, log: CompileLog, between_epochs: Callable[[], None] | None = None) -> dict[str, Any]:
     """Brax PPO at matched settings; ``between_epochs`` runs on the host after each epoch.
 
     (The benchmark times one rpo_jax repetition there, so the two trainers alternate.)
@@ -620,7 +620,7 @@ def bench_brax_ppo(name: str, adapter: rpo_envs.Environment, config: TrainConfig
     if config.num_envs % config.num_minibatches:
         return {"error": "num_envs must be divisible by num_minibatches for the matched Brax batch_size"}
     environment, wrap_env_fn = brax_training_env(name, adapter)
-    epochs = reps + 2  # the first one or two epochs compile (see module docstring); reps = train_reps
+    epochs = train_reps + 2  # the first one or two epochs compile (see module docstring)
     env_steps_per_training_step = config.num_envs * config.num_steps
     steps_per_epoch = iterations * env_steps_per_training_step
     settings = {

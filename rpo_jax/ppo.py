@@ -40,9 +40,9 @@ def shuffled_minibatches(key: jax.Array, batch: Any, num_minibatches: int) -> An
 
     Returns the same tree with leaves ``[num_minibatches, B / num_minibatches, ...]``.
     The order is the argsort of ``B`` random 32-bit keys: one sort, where
-    ``jax.random.permutation`` sorts two or more rounds to rule out ties (half the
-    cost of a PPO update's shuffling on CPU). A tie, of which ``B (B - 1) / 2**33``
-    pairs are expected (0.002 for B = 4096), leaves that pair in index order.
+    ``jax.random.permutation`` sorts in two or more rounds to rule out ties (on a CPU
+    core, 0.73 vs 1.50 ms for B = 4096). A tie, of which ``B (B - 1) / 2**33`` pairs
+    are expected (0.002 for B = 4096), leaves that pair in index order.
     """
     size = jax.tree.leaves(batch)[0].shape[0]
     if size % num_minibatches:
