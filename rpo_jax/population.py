@@ -17,6 +17,7 @@ import time
 from typing import Any, Callable, Sequence
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
@@ -148,9 +149,10 @@ def run_population(
     num_iterations = trainer.num_iterations
     chunk = chunk_size(num_iterations, chunk_iterations)
 
-    init_fn = jax.jit(jax.vmap(trainer.init), in_shardings=(sharding, sharding), out_shardings=sharding)
+    init = _over_members(trainer.init, padded)
+    init_fn = jax.jit(init, in_shardings=(sharding, sharding), out_shardings=sharding)
     run_fn = jax.jit(
-        jax.vmap(lambda s, h: trainer.run(s, h, chunk)),
+        _over_members(lambda s, h: trainer.run(s, h, chunk), padded),
         in_shardings=(sharding, sharding),
         out_shardings=sharding,
         donate_argnums=0,
@@ -158,7 +160,7 @@ def run_population(
 
     start = time.perf_counter()
     init_compiled = init_fn.lower(keys, hparams).compile()
-    state_shape = jax.eval_shape(jax.vmap(trainer.init), keys, hparams)
+    state_shape = jax.eval_shape(init, keys, hparams)
     state_spec = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding), state_shape)
     run_compiled = run_fn.lower(state_spec, hparams).compile()
     compile_seconds = time.perf_counter() - start
@@ -192,6 +194,23 @@ def run_population(
         run_seconds=run_seconds,
         num_devices=num_devices,
     )
+
+
+def _over_members(fn: Callable, size: int) -> Callable:
+    """``jax.vmap(fn)`` over the population axis; for a population of one, ``fn`` unbatched.
+
+    The result has the population axis either way. A population of one (``rpo-jax
+    train``) skips vmap because XLA:CPU's code for a vmapped update is slower than
+    for the same update unbatched (a quarter, for one member; ``bench/RESULTS.md``).
+    """
+    if size > 1:
+        return jax.vmap(fn)
+
+    def one(*args):
+        out = fn(*jax.tree.map(lambda x: x[0], args))
+        return jax.tree.map(lambda x: jnp.asarray(x)[None], out)
+
+    return one
 
 
 def run_experiment(

@@ -165,6 +165,20 @@ def test_chunked_population_run_equals_train_and_reports_progress(trainer, train
         _assert_trees_close({k: v[i] for k, v in result.metrics.items()}, alone)
 
 
+def test_population_of_one_runs_unbatched_and_equals_train(trainer, train_jit):
+    """``rpo-jax train`` is a population of one: it skips vmap but keeps the population axis."""
+    pop = population.build_population(SweepConfig(seeds=(7,), grid=(("alpha", (0.5,)),)), HParams())
+    result = population.run_population(trainer, pop, chunk_iterations=3)
+    state, alone = train_jit(jax.random.PRNGKey(7), as_hparams(alpha=0.5))
+    assert result.metrics["episode_return"].shape == (1, TINY.num_iterations)
+    _assert_trees_close({k: v[0] for k, v in result.metrics.items()}, alone)
+    _assert_trees_close(jax.tree.map(lambda x: x[0], result.state.params), state.params)
+    vmapped = population._over_members(lambda x: jnp.stack([x.sum(), x.max()]), 2)(jnp.ones((2, 3)))
+    one = population._over_members(lambda x: jnp.stack([x.sum(), x.max()]), 1)(jnp.ones((1, 3)))
+    np.testing.assert_array_equal(vmapped, [[3.0, 1.0], [3.0, 1.0]])
+    np.testing.assert_array_equal(one, [[3.0, 1.0]])
+
+
 def test_chunk_size_divides_the_run():
     assert population.chunk_size(3906, 126) == 126
     assert population.chunk_size(100, 0) == 5
