@@ -24,6 +24,7 @@ import numpy as np
 
 from rpo_jax import config as cfgmod
 from rpo_jax import results
+from rpo_jax.results import format_value as _fmt
 from rpo_jax.config import ConfigError, ExperimentConfig
 
 EXIT_BAD_INPUT = 2
@@ -133,10 +134,6 @@ def _parse_seeds(text: str) -> Any:
         return int(text)
     except ValueError:
         raise ConfigError(f"--seeds must be a count or a comma-separated list of integers, got '{text}'") from None
-
-
-def _fmt(value: Any) -> str:
-    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def _progress_printer(group_names: list[str]):

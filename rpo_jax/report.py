@@ -48,7 +48,8 @@ import pandas as pd
 import yaml
 
 from rpo_jax import aggregate
-from rpo_jax.results import atomic_write_bytes, atomic_write_text, write_table
+from rpo_jax.results import atomic_write_bytes, atomic_write_text, check_run_dir, format_value, write_table
+from rpo_jax.results import one_line as _one_line
 
 __all__ = ["ReportError", "RunData", "load_run", "final_returns", "variant_label", "make_report", "main"]
 
@@ -77,11 +78,6 @@ class RunData:
 # --------------------------------------------------------------------------------------------
 
 
-def _one_line(e: BaseException) -> str:
-    text = " ".join(str(e).split()) or type(e).__name__
-    return text if len(text) <= 300 else text[:297] + "..."
-
-
 def load_run(run_dir) -> RunData:
     """Load ``config.yaml`` and ``metrics.csv`` of a sweep output directory.
 
@@ -94,14 +90,8 @@ def load_run(run_dir) -> RunData:
         required columns (``member, seed, iteration, episode_return``), ``seed`` not before
         ``iteration``, or an empty table.
     """
-    p = pathlib.Path(run_dir)
-    if not p.exists():
-        raise ReportError(f"run directory {run_dir} does not exist")
-    if not p.is_dir():
-        raise ReportError(f"run directory {run_dir} is not a directory")
+    p = check_run_dir(run_dir, ("metrics.csv",), ReportError)
     metrics_path = p / "metrics.csv"
-    if not metrics_path.is_file():
-        raise ReportError(f"no metrics.csv in {run_dir} (not a finished sweep directory?)")
 
     config: dict[str, Any] = {}
     config_path = p / "config.yaml"
@@ -185,11 +175,7 @@ def _fmt(v: Any) -> str:
         return "n/a"
     if isinstance(v, (bool, np.bool_)):
         return str(bool(v))
-    if isinstance(v, (float, np.floating)):
-        return f"{float(v):g}"
-    if isinstance(v, np.generic):
-        return str(v.item())
-    return str(v)
+    return format_value(v)
 
 
 def variant_label(values: Mapping[str, Any]) -> str:

@@ -34,6 +34,9 @@ from matplotlib.figure import Figure  # noqa: E402
 
 __all__ = [
     "OutputDirError",
+    "one_line",
+    "format_value",
+    "check_run_dir",
     "prepare_out_dir",
     "atomic_write_bytes",
     "atomic_write_text",
@@ -52,9 +55,42 @@ class OutputDirError(Exception):
     """A problem with the sweep's output directory; the message is a single line naming it."""
 
 
+def one_line(e: BaseException) -> str:
+    """``str(e)`` on one line (whitespace collapsed, at most 300 characters), or the type's name."""
+    text = " ".join(str(e).split()) or type(e).__name__
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+def format_value(v: Any) -> str:
+    """A swept value for labels and tables: floats as ``%g``, numpy scalars as their Python value."""
+    if isinstance(v, (float, np.floating)):
+        return f"{float(v):g}"
+    if isinstance(v, np.generic):
+        return str(v.item())
+    return str(v)
+
+
 # --------------------------------------------------------------------------------------------
 # Output directory and atomic files
 # --------------------------------------------------------------------------------------------
+
+
+def check_run_dir(run_dir: PathLike, required: Sequence[str], error: type[Exception]) -> pathlib.Path:
+    """``run_dir`` as a path, once it is an existing directory holding every name in ``required``.
+
+    A name ending in ``/`` must be a directory, any other a file. Raises ``error`` with a
+    one-line message naming the first problem.
+    """
+    p = pathlib.Path(run_dir)
+    if not p.exists():
+        raise error(f"run directory {run_dir} does not exist")
+    if not p.is_dir():
+        raise error(f"run directory {run_dir} is not a directory")
+    for name in required:
+        present = (p / name).is_dir() if name.endswith("/") else (p / name).is_file()
+        if not present:
+            raise error(f"no {name} in {run_dir} (not a finished sweep directory?)")
+    return p
 
 
 def prepare_out_dir(path: PathLike, *, overwrite: bool) -> pathlib.Path:
@@ -245,14 +281,6 @@ def write_table(df: pd.DataFrame, path: PathLike) -> None:
 # --------------------------------------------------------------------------------------------
 
 
-def _format_value(v: Any) -> str:
-    if isinstance(v, (float, np.floating)):
-        return f"{float(v):g}"
-    if isinstance(v, np.generic):
-        return str(v.item())
-    return str(v)
-
-
 def plot_learning_curves(
     df: pd.DataFrame,
     path: PathLike,
@@ -304,7 +332,7 @@ def plot_learning_curves(
         xs = wide.index.to_numpy()
         n = wide.shape[1]
         if group_by:
-            label = ", ".join(f"{c}={_format_value(v)}" for c, v in zip(group_by, key))
+            label = ", ".join(f"{c}={format_value(v)}" for c, v in zip(group_by, key))
         else:
             label = "all members"
         label = f"{label} (n={n})"

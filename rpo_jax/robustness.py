@@ -95,6 +95,10 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from rpo_jax.results import check_run_dir
+from rpo_jax.results import format_value as _fmt
+from rpo_jax.results import one_line as _one_line
+
 __all__ = [
     "ATTACKS",
     "SPACES",
@@ -123,11 +127,6 @@ EXIT_BAD_INPUT = 2
 
 class RobustnessError(ValueError):
     """Unusable input or a failed sanity check; ``str(err)`` is one line."""
-
-
-def _one_line(e: BaseException) -> str:
-    text = " ".join(str(e).split()) or type(e).__name__
-    return text if len(text) <= 300 else text[:297] + "..."
 
 
 # --------------------------------------------------------------------------------------------
@@ -322,17 +321,8 @@ def _check_run_dir(run_dir) -> tuple[pathlib.Path, Any]:
 
     from rpo_jax import config as cfgmod
 
-    p = pathlib.Path(run_dir)
-    if not p.exists():
-        raise RobustnessError(f"run directory {run_dir} does not exist")
-    if not p.is_dir():
-        raise RobustnessError(f"run directory {run_dir} is not a directory")
+    p = check_run_dir(run_dir, ("config.yaml", "checkpoint/"), RobustnessError)
     config_path = p / "config.yaml"
-    if not config_path.is_file():
-        raise RobustnessError(f"no config.yaml in {run_dir} (not a finished sweep directory?)")
-    ckpt = p / "checkpoint"
-    if not ckpt.is_dir():
-        raise RobustnessError(f"no checkpoint/ in {run_dir} (not a finished sweep directory?)")
     try:
         data = yaml.safe_load(config_path.read_text(encoding="utf-8"))
         config = cfgmod.config_from_dict(data)
@@ -529,14 +519,6 @@ def results_table(result: RobustnessResult):
     columns = ["member", "seed", *result.variant_cols, "attack", "eps", "return_mean", "return_std",
                "action_smoothness", "ball_excess"]
     return pd.DataFrame(rows, columns=columns)
-
-
-def _fmt(v: Any) -> str:
-    if isinstance(v, (float, np.floating)):
-        return f"{float(v):g}"
-    if isinstance(v, np.generic):
-        return str(v.item())
-    return str(v)
 
 
 def _variants(table, variant_cols: list[str]) -> list[tuple[str, Any]]:
