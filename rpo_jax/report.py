@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import io
 import json
 import math
 import pathlib
@@ -48,7 +47,8 @@ import pandas as pd
 import yaml
 
 from rpo_jax import aggregate
-from rpo_jax.results import atomic_write_bytes, atomic_write_text, check_run_dir, format_value, write_table
+from rpo_jax.results import atomic_write_text, check_run_dir, format_value, write_table
+from rpo_jax.results import save_figure as _save_figure
 from rpo_jax.results import one_line as _one_line
 
 __all__ = ["ReportError", "RunData", "load_run", "final_returns", "variant_label", "make_report", "main"]
@@ -295,15 +295,6 @@ def _select_baseline(
 # --------------------------------------------------------------------------------------------
 # Plots
 # --------------------------------------------------------------------------------------------
-
-
-def _save_figure(fig, path: pathlib.Path) -> None:
-    buf = io.BytesIO()
-    try:
-        fig.savefig(buf, format="png", dpi=120)
-    finally:
-        fig.clear()
-    atomic_write_bytes(path, buf.getvalue())
 
 
 def _plot_curves(df: pd.DataFrame, path: pathlib.Path, *, group_by: list[str], x: str, y: str,

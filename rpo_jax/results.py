@@ -44,6 +44,7 @@ __all__ = [
     "metrics_table",
     "write_table",
     "plot_learning_curves",
+    "save_figure",
     "save_checkpoint",
     "restore_checkpoint",
 ]
@@ -346,6 +347,11 @@ def plot_learning_curves(
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize="small")
 
+    save_figure(fig, path)
+
+
+def save_figure(fig: Figure, path: PathLike) -> None:
+    """Writes ``fig`` as a 120-dpi PNG to ``path`` atomically, then clears the figure."""
     png = io.BytesIO()
     try:
         fig.savefig(png, format="png", dpi=120)

@@ -84,7 +84,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import io
 import json
 import math
 import os
@@ -96,6 +95,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from rpo_jax.results import check_run_dir
+from rpo_jax.results import save_figure as _save_figure
 from rpo_jax.results import format_value as _fmt
 from rpo_jax.results import one_line as _one_line
 
@@ -530,17 +530,6 @@ def _variants(table, variant_cols: list[str]) -> list[tuple[str, Any]]:
         key = key if isinstance(key, tuple) else (key,)
         groups.append((", ".join(f"{c}={_fmt(v)}" for c, v in zip(variant_cols, key)), rows))
     return groups
-
-
-def _save_figure(fig, path: pathlib.Path) -> None:
-    from rpo_jax.results import atomic_write_bytes
-
-    buf = io.BytesIO()
-    try:
-        fig.savefig(buf, format="png", dpi=120)
-    finally:
-        fig.clear()
-    atomic_write_bytes(path, buf.getvalue())
 
 
 def _space_text(result: RobustnessResult) -> str:
