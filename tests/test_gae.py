@@ -1,7 +1,6 @@
 """GAE against a plain NumPy reference, with termination and truncation apart."""
 
 import chex
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
