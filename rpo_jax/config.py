@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
+import re
 from typing import Any, Mapping, Sequence
 
 import flax.struct
@@ -108,15 +109,13 @@ class TrainConfig:
         """Raises ConfigError on the first invalid value."""
         for name in ("num_envs", "num_steps", "num_minibatches", "update_epochs", "total_timesteps"):
             value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+            if not _is_int(value) or value <= 0:
                 raise ConfigError(f"train.{name} must be a positive integer, got {value!r}")
-        if self.episode_length is not None and (
-            not isinstance(self.episode_length, int) or self.episode_length <= 0
-        ):
+        if self.episode_length is not None and (not _is_int(self.episode_length) or self.episode_length <= 0):
             raise ConfigError(f"train.episode_length must be a positive integer or null, got {self.episode_length!r}")
         for name in ("actor_hidden", "critic_hidden"):
             sizes = getattr(self, name)
-            if not sizes or any(not isinstance(s, int) or isinstance(s, bool) or s <= 0 for s in sizes):
+            if not sizes or any(not _is_int(s) or s <= 0 for s in sizes):
                 raise ConfigError(f"train.{name} must be a non-empty list of positive integers, got {list(sizes)!r}")
         if self.batch_size % self.num_minibatches:
             raise ConfigError(
@@ -128,6 +127,10 @@ class TrainConfig:
                 f"train.total_timesteps={self.total_timesteps} is less than one iteration "
                 f"(num_envs*num_steps={self.batch_size})"
             )
+        for name in _TRAIN_FLOAT_FIELDS:
+            value = getattr(self, name)
+            if not _is_finite(value):
+                raise ConfigError(f"train.{name} must be a finite number, got {value!r}")
         for name in ("obs_clip", "reward_clip", "adam_eps"):
             value = getattr(self, name)
             if not _is_number(value) or not value > 0:
@@ -147,7 +150,7 @@ class TrainConfig:
             raise ConfigError(f"train.smoothness_norm must be linf or l2, got {self.smoothness_norm!r}")
         for name in ("smoothness_steps", "trpo_cg_iters", "trpo_backtrack_iters"):
             value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+            if not _is_int(value) or value <= 0:
                 raise ConfigError(f"train.{name} must be a positive integer, got {value!r}")
         if not _is_number(self.trpo_damping) or self.trpo_damping < 0:
             raise ConfigError(f"train.trpo_damping must be a number >= 0, got {self.trpo_damping!r}")
@@ -168,8 +171,19 @@ class TrainConfig:
             )
         if not isinstance(self.env, str):
             raise ConfigError(f"train.env must be a string, got {self.env!r}")
-        if self.backend is not None and not isinstance(self.backend, str):
-            raise ConfigError(f"train.backend must be a string or null, got {self.backend!r}")
+        self._validate_backend()
+
+    def _validate_backend(self) -> None:
+        """``backend`` is null, or a Brax physics backend used with a ``brax/`` environment."""
+        if self.backend is None:
+            return
+        # Cheap: jax is already loaded by flax, and no environment is built.
+        from rpo_jax.envs import _BRAX_BACKENDS
+
+        if not isinstance(self.backend, str) or self.backend not in _BRAX_BACKENDS:
+            raise ConfigError(f"train.backend must be null or one of {', '.join(_BRAX_BACKENDS)}, got {self.backend!r}")
+        if not self.env.startswith("brax/"):
+            raise ConfigError(f"train.backend={self.backend} applies to brax/ environments only, got env {self.env!r}")
 
 
 @flax.struct.dataclass
@@ -218,7 +232,7 @@ def validate_hparam(name: str, value: Any, where: str = "hparams") -> float:
     """Checks one hyperparameter value; returns it as float or raises ConfigError."""
     if name not in _HPARAM_RULES:
         raise ConfigError(f"unknown hyperparameter '{name}' in {where}; choose from {', '.join(HPARAM_NAMES)}")
-    if not _is_number(value) or not math.isfinite(value):
+    if not _is_finite(value):
         raise ConfigError(f"{where}.{name} must be a finite number, got {value!r}")
     ok, text = _HPARAM_RULES[name]
     if not ok(value):
@@ -251,7 +265,7 @@ class SweepConfig:
     def validate(self) -> None:
         if not self.seeds:
             raise ConfigError("sweep.seeds must name at least one seed")
-        if any(not isinstance(s, int) or isinstance(s, bool) or s < 0 for s in self.seeds):
+        if any(not _is_int(s) or s < 0 for s in self.seeds):
             raise ConfigError(f"sweep.seeds must be non-negative integers, got {list(self.seeds)!r}")
         if len(set(self.seeds)) != len(self.seeds):
             raise ConfigError(f"sweep.seeds has duplicates: {list(self.seeds)!r}")
@@ -263,11 +277,17 @@ class SweepConfig:
                 raise ConfigError(f"sweep.grid.{name} is empty")
             for v in values:
                 validate_hparam(name, v, where="sweep.grid")
+            repeated = _first_repeat(values)
+            if repeated is not None:
+                raise ConfigError(f"sweep.grid.{name} lists {values[repeated]:g} twice")
         for i, point in enumerate(self.variants):
             for name, value in point:
                 validate_hparam(name, value, where=f"sweep.variants[{i}]")
                 if name in names:
                     raise ConfigError(f"sweep.variants[{i}] sets '{name}', which sweep.grid also sweeps")
+        repeated = _first_repeat([frozenset(point) for point in self.variants])
+        if repeated is not None:
+            raise ConfigError(f"sweep.variants[{repeated}] repeats an earlier variant: {dict(self.variants[repeated])}")
         for name, values in self.static:
             if name not in STATIC_SWEEP_FIELDS:
                 raise ConfigError(
@@ -275,7 +295,7 @@ class SweepConfig:
                 )
             if not values or len(set(values)) != len(values):
                 raise ConfigError(f"sweep.static.{name} must list distinct values, got {list(values)!r}")
-        if not isinstance(self.chunk_iterations, int) or self.chunk_iterations < 0:
+        if not _is_int(self.chunk_iterations) or self.chunk_iterations < 0:
             raise ConfigError(f"sweep.chunk_iterations must be an integer >= 0, got {self.chunk_iterations!r}")
 
     @property
@@ -322,11 +342,25 @@ class ExperimentConfig:
         for name in HPARAM_NAMES:
             validate_hparam(name, getattr(self.hparams, name))
         self.sweep.validate()
+        self._validate_distinct_variants()
         for point in self.sweep.static_points():
             variant = dataclasses.replace(self.train, **point)
             variant.validate()
             if variant.num_iterations != self.train.num_iterations:
                 raise ConfigError(f"sweep.static point {point} changes the number of iterations")
+
+    def _validate_distinct_variants(self) -> None:
+        """Rejects two variants that train the same members once ``hparams`` fills what they omit."""
+        names = self.sweep.swept_hparams
+        points = [
+            tuple(dict(point).get(n, float(getattr(self.hparams, n))) for n in names) for point in self.sweep.variants
+        ]
+        repeated = _first_repeat(points)
+        if repeated is not None:
+            raise ConfigError(
+                f"sweep.variants[{repeated}] trains the same hyperparameters as an earlier variant: "
+                f"{dict(zip(names, points[repeated]))}"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         train = dataclasses.asdict(self.train)
@@ -350,6 +384,9 @@ class ExperimentConfig:
 # --------------------------------------------------------------------------- #
 
 _TRAIN_FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
+# Field kinds read from the annotations (strings, under ``from __future__ import annotations``).
+_TRAIN_INT_FIELDS = tuple(n for n, f in _TRAIN_FIELDS.items() if f.type in ("int", "int | None"))
+_TRAIN_FLOAT_FIELDS = tuple(n for n, f in _TRAIN_FIELDS.items() if f.type == "float")
 _SECTIONS = ("train", "hparams", "sweep")
 
 
@@ -357,27 +394,55 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_finite(value: Any) -> bool:
+    """True for an int or float (not a bool) that is neither infinite, NaN nor too large for a float."""
+    try:
+        return _is_number(value) and math.isfinite(value)
+    except OverflowError:  # an int beyond the float range
+        return False
+
+
+def _as_int(value: Any) -> Any:
+    """A float holding an integer (``1e6`` in YAML) as int; anything else unchanged, for validate to judge."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def _first_repeat(values: Sequence[Any]) -> int | None:
+    """Index of the first element equal to an earlier one (``0 == 0.0``), or None."""
+    for i, value in enumerate(values):
+        if value in values[:i]:
+            return i
+    return None
+
+
 def _coerce_train(name: str, value: Any) -> Any:
+    """Normalises one ``train`` value from YAML: lists to tuples, ``2e4`` to int, ints to float fields."""
     if name in ("actor_hidden", "critic_hidden"):
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"train.{name} must be a list of positive integers, got {value!r}")
-        return tuple(value)
-    if name in (
-        "obs_clip", "reward_clip", "adam_eps", "rad_scale_low", "rad_scale_high", "trpo_damping", "trpo_backtrack_coef"
-    ) and _is_number(value):
+        return tuple(_as_int(v) for v in value)
+    if name in _TRAIN_FLOAT_FIELDS and _is_finite(value):
         return float(value)
-    if name == "total_timesteps" and isinstance(value, float) and value.is_integer():
-        return int(value)  # allow 8e6 in YAML
+    if name in _TRAIN_INT_FIELDS:
+        return _as_int(value)
     return value
 
 
 def _seeds(value: Any) -> tuple[int, ...]:
-    if isinstance(value, int) and not isinstance(value, bool):
+    """``sweep.seeds``: a count (seeds 0..n-1) or a list of seeds; integral floats become ints."""
+    value = _as_int(value)
+    if _is_int(value):
         if value <= 0:
             raise ConfigError(f"sweep.seeds must be a positive count or a list of seeds, got {value!r}")
         return tuple(range(value))
     if isinstance(value, (list, tuple)):
-        return tuple(value)
+        return tuple(_as_int(v) for v in value)
     raise ConfigError(f"sweep.seeds must be a positive count or a list of seeds, got {value!r}")
 
 
@@ -440,7 +505,7 @@ def config_from_dict(data: Mapping[str, Any]) -> ExperimentConfig:
                 (n, tuple(vs) if isinstance(vs, (list, tuple)) else (vs,)) for n, vs in value.items()
             )
         elif key == "chunk_iterations":
-            sweep_kwargs["chunk_iterations"] = value
+            sweep_kwargs["chunk_iterations"] = _as_int(value)
         else:
             raise ConfigError(
                 f"unknown key 'sweep.{key}'; choose from seeds, grid, variants, static, chunk_iterations"
@@ -450,20 +515,71 @@ def config_from_dict(data: Mapping[str, Any]) -> ExperimentConfig:
     return config
 
 
-def load_yaml(path: str) -> dict[str, Any]:
-    """Reads a YAML config file into a dict, with one-line errors."""
+class _Loader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that also reads YAML 1.2 floats such as ``3e-4``, ``1E5``, ``+2e3``.
+
+    YAML 1.1 (PyYAML) wants a dot in a float (``3.0e-4``) and reads ``3e-4`` as a
+    string. A subclass, so the global SafeLoader stays as it is.
+    """
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9][0-9_]*)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."),
+)
+
+
+def _parse_yaml(text: str) -> Any:
+    """``yaml.load`` with :class:`_Loader`; every failure is a ``yaml.YAMLError``.
+
+    Explicit tags with bad content (``!!float abc``, ``!!timestamp x``) make PyYAML's
+    constructors raise ValueError, KeyError or AttributeError, and deep nesting
+    RecursionError; they are reported as YAML errors too.
+    """
+    try:
+        return yaml.load(text, Loader=_Loader)
+    except (ValueError, KeyError, AttributeError, RecursionError) as err:
+        raise yaml.YAMLError(f"cannot construct a value ({type(err).__name__}: {err})") from None
+
+
+def _yaml_problem(err: yaml.YAMLError) -> str:
+    """Position and problem of a YAML error, on one line."""
+    mark = getattr(err, "problem_mark", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+    problem = getattr(err, "problem", None) or str(err).split("\n")[0] or "invalid YAML"
+    return f"{where}: {' '.join(problem.split())}"
+
+
+def _bad_byte(err: UnicodeDecodeError) -> str:
+    """Where decoding failed, as ``byte 0xff at line 2, column 8``."""
+    before = err.object[: err.start]
+    line, column = before.count(b"\n") + 1, err.start - before.rfind(b"\n")
+    return f"byte 0x{err.object[err.start]:02x} at line {line}, column {column}"
+
+
+def _read_text(path: str) -> str:
+    """A config file's text, or ConfigError (missing, a directory, unreadable, not UTF-8)."""
     try:
         with open(path, encoding="utf-8") as f:
-            data = yaml.safe_load(f)
+            return f.read()
     except FileNotFoundError:
         raise ConfigError(f"config file {path} does not exist") from None
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(err, "problem", None) or "invalid YAML"
-        raise ConfigError(f"malformed YAML in {path}{where}: {problem}") from None
+    except IsADirectoryError:
+        raise ConfigError(f"cannot read config file {path}: it is a directory") from None
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"cannot read config file {path}: not UTF-8 text ({_bad_byte(err)})") from None
     except OSError as err:
-        raise ConfigError(f"cannot read config file {path}: {err.strerror}") from None
+        raise ConfigError(f"cannot read config file {path}: {err.strerror or err}") from None
+
+
+def load_yaml(path: str) -> dict[str, Any]:
+    """Reads a YAML config file into a dict, with one-line errors."""
+    text = _read_text(path)
+    try:
+        data = _parse_yaml(text)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"malformed YAML in {path}{_yaml_problem(err)}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -472,9 +588,12 @@ def load_yaml(path: str) -> dict[str, Any]:
 
 
 def parse_value(text: str) -> Any:
-    """Parses a command-line value with YAML rules (numbers, booleans, lists, null)."""
+    """Parses a command-line value with YAML rules (numbers incl. ``3e-4``, booleans, lists, null).
+
+    Text that is not valid YAML stays a string, for the field's check to name.
+    """
     try:
-        return yaml.safe_load(text)
+        return _parse_yaml(text)
     except yaml.YAMLError:
         return text
 
