@@ -24,9 +24,10 @@ Every :meth:`Environment.step` returns a :class:`StepResult` with two flags:
 * ``terminated`` -- the library reported a true terminal state (a Brax hopper fell,
   the gymnax mountain car reached the goal, ...). The value of the next state is
   zero: a learner must NOT bootstrap. A transition whose observation or reward is
-  not finite (the physics blew up) is also reported as ``terminated``; its
-  non-finite observation entries and reward are replaced by 0 so they cannot
-  poison running statistics.
+  not finite (the physics blew up, or a diverged policy sent a NaN action) is also
+  reported as ``terminated``; its non-finite observation entries and reward are
+  replaced by 0 so they cannot poison running statistics, and ``nonfinite`` is set
+  so the replacement is visible (the trainer counts it as ``nonfinite_env_steps``).
 * ``truncated`` -- the time limit was hit (``steps >= episode_length``) and the
   state is not terminal. The episode is cut for practical reasons only, so a
   learner SHOULD bootstrap from ``StepResult.final_obs``.
@@ -143,6 +144,8 @@ class StepResult:
       truncated: bool, the time limit was hit and the state is not terminal;
         bootstrap from ``final_obs``.
       final_obs: the true next observation of the transition, before any auto-reset.
+      nonfinite: bool, the library's observation or reward of this step was not
+        finite; their non-finite values were replaced by 0 and ``terminated`` is set.
     """
 
     obs: jax.Array
@@ -150,6 +153,7 @@ class StepResult:
     terminated: jax.Array
     truncated: jax.Array
     final_obs: jax.Array
+    nonfinite: jax.Array
 
 
 # reset_fn(key) -> (inner, raw_obs)
@@ -238,7 +242,8 @@ class Environment:
         # A blown-up simulation ends the episode; zero its non-finite values.
         obs_finite = jnp.isfinite(next_obs)
         reward_finite = jnp.isfinite(reward)
-        terminated = terminated | ~jnp.all(obs_finite) | ~reward_finite
+        nonfinite = ~jnp.all(obs_finite) | ~reward_finite
+        terminated = terminated | nonfinite
         next_obs = jnp.where(obs_finite, next_obs, 0.0)
         reward = jnp.where(reward_finite, reward, 0.0)
 
@@ -262,6 +267,7 @@ class Environment:
             terminated=terminated,
             truncated=truncated,
             final_obs=next_obs,
+            nonfinite=nonfinite,
         )
         return new_state, result
 

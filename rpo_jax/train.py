@@ -18,7 +18,8 @@ The loop, top to bottom (PureJaxRL style, nested ``lax.scan``s)::
                                      RPO draws z ~ U(-alpha, alpha) afresh per minibatch,
                                      plus DrAC / SR^2L terms when configured
         (or, with algorithm = trpo: critic epochs, then one natural-gradient step)
-      metrics of the iteration
+      divergence check: a non-finite parameter or loss term sets TrainState.diverged_at
+      metrics of the iteration (every float NaN from diverged_at on)
 
 ``Trainer.run`` advances a state by a fixed number of iterations so a host loop
 can report progress between chunks; ``Trainer.train`` is ``init`` + one
@@ -42,6 +43,9 @@ from rpo_jax.config import HParams, TrainConfig
 from rpo_jax.distributions import action_distribution
 from rpo_jax.networks import Actor, Critic
 
+# Metrics present in every run; components add their own when switched on (drac_policy, drac_value,
+# smoothness_penalty, trpo_step_accepted, trpo_step_fraction, trpo_expected_improve). No name may
+# equal a member column of metrics.csv (member, seed, a hyperparameter) or "iteration".
 METRIC_NAMES: tuple[str, ...] = (
     "episode_return",  # mean undiscounted return of episodes that ended this iteration (NaN if none)
     "episode_length",  # mean length of those episodes (NaN if none)
@@ -51,14 +55,17 @@ METRIC_NAMES: tuple[str, ...] = (
     "clipfrac",
     "policy_loss",
     "value_loss",
-    "learning_rate",
+    "learning_rate_current",  # the learning rate of this iteration (annealed if anneal_lr)
     "alpha_current",  # the alpha used in this iteration's loss (annealed if anneal_alpha = 1)
     "env_steps",  # cumulative env steps at the end of the iteration (int32)
+    "nonfinite_env_steps",  # env steps of this iteration whose obs or reward was non-finite (int32)
+    "diverged",  # 1.0 from the member's diverged_at iteration on, else 0.0 (see TrainState.diverged_at)
 )
-# Extra metrics of optional components (present only when they are switched on).
-DRAC_METRIC_NAMES: tuple[str, ...] = ("drac_policy", "drac_value")
-SMOOTHNESS_METRIC_NAMES: tuple[str, ...] = ("smoothness_penalty",)
-TRPO_METRIC_NAMES: tuple[str, ...] = ("trpo_step_accepted", "trpo_step_fraction", "trpo_expected_improve")
+# The aux entries that are terms of the loss (not diagnostics): a non-finite one means divergence.
+# TRPO's clipfrac is NaN by design, so diagnostics are not checked.
+LOSS_TERM_NAMES: tuple[str, ...] = ("policy_loss", "value_loss", "drac_policy", "drac_value", "smoothness_penalty")
+# Metrics left as they are once a member has diverged: the step counters and the flag itself.
+KEPT_WHEN_DIVERGED: tuple[str, ...] = ("env_steps", "nonfinite_env_steps", "diverged")
 
 
 @flax.struct.dataclass
@@ -74,6 +81,9 @@ class TrainState:
     episode_length: jax.Array  # [num_envs]
     key: jax.Array
     iteration: jax.Array  # int32, completed iterations
+    # int32: index (0-based, as the metrics' ``iteration``) of the first iteration after whose update
+    # a parameter (actor or critic) or a loss term was non-finite; -1 while that never happened.
+    diverged_at: jax.Array
 
 
 @flax.struct.dataclass
@@ -85,6 +95,7 @@ class Transition:
     terminations: jax.Array  # no bootstrap from s'_t
     dones: jax.Array  # episode ended (terminated or truncated)
     next_obs: jax.Array  # normalised true successor s'_t (pre-reset)
+    nonfinite: jax.Array  # the env's obs or reward was non-finite (zeroed; see rpo_jax.envs.StepResult)
 
 
 def make_train(config: TrainConfig, env: envs.Environment | None = None) -> "Trainer":
@@ -164,6 +175,7 @@ class Trainer:
             episode_length=jnp.zeros((cfg.num_envs,), jnp.int32),
             key=key,
             iteration=jnp.zeros((), jnp.int32),
+            diverged_at=jnp.full((), -1, jnp.int32),
         )
 
     # ---------------------------------------------------------------- rollout
@@ -220,6 +232,7 @@ class Trainer:
                 terminations=terminations,
                 dones=dones,
                 next_obs=next_obs,
+                nonfinite=result.nonfinite,
             )
             state = state.replace(
                 env_state=env_state,
@@ -428,18 +441,20 @@ class Trainer:
 
     def _iteration(self, state: TrainState, hparams: HParams):
         cfg = self.config
+        index = state.iteration  # this iteration's 0-based index
         key, rollout_key, update_key = jax.random.split(state.key, 3)
         state, traj, (return_sum, length_sum, episodes) = self._rollout(state, hparams, rollout_key)
         batch = self._batch(state.params, traj, hparams)
-        learning_rate = self.learning_rate(hparams, state.iteration)
-        alpha = self.alpha(hparams, state.iteration)
+        learning_rate = self.learning_rate(hparams, index)
+        alpha = self.alpha(hparams, index)
         if cfg.smoothness and cfg.algorithm == "ppo" and cfg.smoothness_pgd == "iteration":
             update_key, sr_key = jax.random.split(update_key)
             obs_adv = self.smoothness_penalty(state.params["actor"], batch.obs, hparams, sr_key)[1]
             batch = batch.replace(obs_adv=obs_adv)
         update = self._update_trpo if cfg.algorithm == "trpo" else self._update
         state, losses = update(state, hparams.replace(alpha=alpha), batch, update_key)
-        state = state.replace(key=key, iteration=state.iteration + 1)
+        diverged_at = first_divergence(state.diverged_at, index, update_is_finite(state.params, losses))
+        state = state.replace(key=key, iteration=index + 1, diverged_at=diverged_at)
 
         some = episodes > 0
         metrics = {
@@ -447,11 +462,12 @@ class Trainer:
             "episode_length": jnp.where(some, length_sum / jnp.maximum(episodes, 1), jnp.nan),
             "episodes": episodes,
             **losses,
-            "learning_rate": learning_rate,
+            "learning_rate_current": learning_rate,
             "alpha_current": jnp.asarray(alpha, jnp.float32),
             "env_steps": state.iteration * cfg.batch_size,
+            "nonfinite_env_steps": jnp.sum(traj.nonfinite.astype(jnp.int32)),
         }
-        return state, metrics
+        return state, mask_diverged(metrics, diverged_at >= 0)
 
     def run(self, state: TrainState, hparams: HParams, num_iterations: int) -> tuple[TrainState, dict]:
         """Advances ``state`` by ``num_iterations`` (static) iterations.
@@ -463,6 +479,40 @@ class Trainer:
     def train(self, key: jax.Array, hparams: HParams) -> tuple[TrainState, dict]:
         """The whole training run of one member: ``init`` then all iterations."""
         return self.run(self.init(key, hparams), hparams, self.num_iterations)
+
+
+def update_is_finite(params: Any, losses: dict[str, jax.Array]) -> jax.Array:
+    """Bool scalar: every parameter leaf (actor and critic) and every loss term (:data:`LOSS_TERM_NAMES`) is finite."""
+    leaves = jax.tree.leaves(params) + [v for name, v in losses.items() if name in LOSS_TERM_NAMES]
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves]))
+
+
+def first_divergence(diverged_at: jax.Array, index: jax.Array, finite: jax.Array) -> jax.Array:
+    """The new ``TrainState.diverged_at``: ``index`` if this is the first non-finite update, else unchanged."""
+    return jnp.where((diverged_at < 0) & ~finite, index, diverged_at).astype(jnp.int32)
+
+
+def mask_diverged(metrics: dict[str, jax.Array], diverged: jax.Array) -> dict[str, jax.Array]:
+    """One iteration's metrics of a member, with what a diverged member reports instead.
+
+    ``diverged`` (bool scalar) is ``diverged_at >= 0`` after this iteration's update, so it holds from
+    the diverging iteration itself on (whose rollout still used finite parameters). Then every float
+    metric is NaN and every other integer metric (the ``episodes`` count) 0, so a diverged member's
+    returns never look like results: its NaN actions blow up the env, whose zeroed rewards would
+    otherwise read as a return of 0.0. :data:`KEPT_WHEN_DIVERGED` are kept. Adds ``diverged``
+    (float32 1.0 / 0.0). When not ``diverged`` every value is returned unchanged, bit for bit.
+    """
+
+    def masked(name: str, value: jax.Array) -> jax.Array:
+        value = jnp.asarray(value)
+        if name in KEPT_WHEN_DIVERGED:
+            return value
+        if jnp.issubdtype(value.dtype, jnp.floating):
+            return jnp.where(diverged, jnp.nan, value).astype(value.dtype)
+        return jnp.where(diverged, 0, value).astype(value.dtype)
+
+    out = {name: masked(name, value) for name, value in metrics.items()}
+    return {**out, "diverged": diverged.astype(jnp.float32)}
 
 
 def as_hparams(values: dict[str, Any] | HParams | None = None, **overrides: Any) -> HParams:

@@ -184,10 +184,63 @@ def test_pool_starts_take_each_envs_starts_in_turn():
 def test_toy_nan_counts_as_termination():
     env = _toy_env(terminate_at=100.0, nan_at=2.5)
     state = jax.jit(env.reset)(jax.random.PRNGKey(1))
+    state, res = jax.jit(env.step)(state, jnp.array([0.5]))  # x < 2.5: finite
+    assert not bool(res.nonfinite) and not bool(res.terminated)
     state, res = jax.jit(env.step)(state, jnp.array([5.0]))
+    assert bool(res.nonfinite) and res.nonfinite.dtype == jnp.bool_
     assert bool(res.terminated) and not bool(res.truncated)
     assert np.isfinite(np.asarray(res.final_obs)).all()
     assert np.isfinite(np.asarray(res.obs)).all() and int(state.steps) == 0
+
+
+def _every_kth_step_nan_env(k=5, episode_length=100, nan_reward=False):
+    """The k-th step of every episode returns a NaN observation (or, with ``nan_reward``, reward)."""
+
+    def reset_fn(key):
+        return {"t": jnp.int32(0)}, jnp.zeros((1,), jnp.float32)
+
+    def step_fn(inner, action, key):
+        t = inner["t"] + 1
+        bad = t == k
+        obs = jnp.where(bad & (not nan_reward), jnp.nan, action[:1] + t)
+        reward = jnp.where(bad & nan_reward, jnp.nan, -1.0)
+        return {"t": t}, obs, reward, False
+
+    return Environment(
+        name="toy/nan", observation_size=1, action_size=1,
+        action_low=np.array([-1.0]), action_high=np.array([1.0]),
+        episode_length=episode_length, reset_fn=reset_fn, step_fn=step_fn,
+    )
+
+
+@pytest.mark.parametrize("nan_reward", [False, True])
+def test_nonfinite_flags_exactly_the_blown_up_steps(nan_reward):
+    env = _every_kth_step_nan_env(k=3, nan_reward=nan_reward)
+    _, _, results, _ = rollout(env, jax.random.PRNGKey(0), n_steps=9, n_envs=2)
+    expected = np.array([False, False, True] * 3)[:, None].repeat(2, axis=1)
+    np.testing.assert_array_equal(results.nonfinite, expected)
+    np.testing.assert_array_equal(results.terminated, expected)  # the episode ends there ...
+    assert np.isfinite(results.reward).all() and np.isfinite(results.final_obs).all()  # ... values zeroed
+    if nan_reward:
+        np.testing.assert_array_equal(results.reward[expected], 0.0)
+    else:
+        np.testing.assert_array_equal(results.final_obs[expected], 0.0)
+    np.testing.assert_array_equal(results.reward[~expected], -1.0)
+
+
+def test_trainer_counts_nonfinite_env_steps():
+    """train.py's metric ``nonfinite_env_steps``: every 5th step of 20 per env blows up -> 4 x 2 envs."""
+    from rpo_jax.config import TrainConfig
+    from rpo_jax.train import as_hparams, make_train
+
+    config = TrainConfig(env="gymnax/Pendulum-v1", num_envs=2, num_steps=20, num_minibatches=2, update_epochs=1,
+                         total_timesteps=2 * 20 * 2)
+    trainer = make_train(config, env=_every_kth_step_nan_env(k=5))
+    state, metrics = jax.jit(trainer.train)(jax.random.PRNGKey(0), as_hparams())
+    np.testing.assert_array_equal(metrics["nonfinite_env_steps"], [8, 8])
+    np.testing.assert_array_equal(metrics["episodes"], [8, 8])
+    np.testing.assert_array_equal(metrics["diverged"], [0.0, 0.0])  # a blown-up env is not a diverged learner
+    assert int(state.diverged_at) == -1
 
 
 def test_environment_is_static_and_hashable():

@@ -1,5 +1,6 @@
 """The train function: PPO/RPO equivalences, population == members alone, determinism, sharding, learning."""
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -13,7 +14,7 @@ import numpy as np
 import pytest
 
 from rpo_jax import population
-from rpo_jax.config import HParams, SweepConfig, TrainConfig
+from rpo_jax.config import HPARAM_NAMES, HParams, SweepConfig, TrainConfig
 from rpo_jax.train import METRIC_NAMES, as_hparams, make_train, stack_hparams
 
 TINY = TrainConfig(
@@ -48,7 +49,7 @@ def test_metrics_have_one_value_per_iteration(trainer, train_jit):
     chex.assert_tree_shape_prefix(metrics, (TINY.num_iterations,))
     np.testing.assert_array_equal(metrics["env_steps"], TINY.batch_size * np.arange(1, TINY.num_iterations + 1))
     assert int(state.iteration) == TINY.num_iterations
-    lr = np.asarray(metrics["learning_rate"])
+    lr = np.asarray(metrics["learning_rate_current"])
     np.testing.assert_allclose(lr, 3e-4 * (1 - np.arange(TINY.num_iterations) / TINY.num_iterations), rtol=1e-5)
     # 4 envs x 64 steps x 6 iterations = 1536 steps, episodes of 200 -> 4 episodes end at steps 200, 400, ...
     assert int(np.sum(metrics["episodes"])) == 4 * (TINY.total_timesteps // 4 // 200)
@@ -56,6 +57,29 @@ def test_metrics_have_one_value_per_iteration(trainer, train_jit):
     np.testing.assert_array_equal(finished[~np.isnan(finished)], 200.0)
     for name in ("entropy", "approx_kl", "clipfrac", "policy_loss", "value_loss"):
         assert np.all(np.isfinite(metrics[name])), name
+    np.testing.assert_array_equal(metrics["diverged"], 0.0)
+    np.testing.assert_array_equal(metrics["nonfinite_env_steps"], 0)
+    assert int(state.diverged_at) == -1
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {}, {"augmentation": "drac"}, {"smoothness": True}, {"algorithm": "trpo"},
+        {"algorithm": "trpo", "smoothness": True},
+    ],
+)
+def test_no_metric_is_named_like_a_member_column(overrides):
+    """metrics.csv puts member columns (member, seed, swept hparams) and iteration next to the metrics:
+    a shared name would make a sweep over that hyperparameter fail when its table is written."""
+    trainer = make_train(dataclasses.replace(TINY, **overrides))
+    hparams = as_hparams()
+    state = jax.eval_shape(trainer.init, jax.random.PRNGKey(0), hparams)
+    _, metrics = jax.eval_shape(lambda s: trainer.run(s, hparams, 1), state)
+    assert set(METRIC_NAMES) <= set(metrics)
+    reserved = set(HPARAM_NAMES) | {"member", "seed", "iteration"}
+    assert not set(metrics) & reserved, sorted(set(metrics) & reserved)
+    assert "learning_rate_current" in metrics and "learning_rate" in HPARAM_NAMES  # the clash this guards against
 
 
 @pytest.mark.parametrize("reset_pool", [True, False])
@@ -191,7 +215,7 @@ SHARDED_SCRIPT = textwrap.dedent(
     import json, sys
     import jax, numpy as np
     from rpo_jax import population
-    from rpo_jax.config import HParams, SweepConfig, TrainConfig
+    from rpo_jax.config import HPARAM_NAMES, HParams, SweepConfig, TrainConfig
     from rpo_jax.train import make_train
     assert len(jax.devices()) == 8, jax.devices()
     cfg = TrainConfig(env="gymnax/Pendulum-v1", num_envs=4, num_steps=64, num_minibatches=4,

@@ -1,0 +1,126 @@
+"""Divergence is a result, not a zero: a member whose update goes non-finite reports NaN, per member.
+
+A diverged member's NaN actions blow up the env, whose adapter zeroes the non-finite reward and
+ends the episode, so without the trainer's masking its episode return would read 0.0 -- the best
+Pendulum return. The population here (gymnax Pendulum-v1, 2 envs x 64 steps, 6 iterations,
+episodes of 32 steps so every iteration ends some) holds two healthy members, one with
+learning_rate = 1000 (non-finite after its first update) and one with learning_rate = 30
+(non-finite after a few updates, so it has healthy iterations first).
+"""
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from rpo_jax.config import TrainConfig
+from rpo_jax.train import as_hparams, first_divergence, make_train, mask_diverged, stack_hparams
+
+CONFIG = TrainConfig(
+    env="gymnax/Pendulum-v1", num_envs=2, num_steps=64, num_minibatches=2, update_epochs=1,
+    total_timesteps=2 * 64 * 6, episode_length=32,
+)
+N = CONFIG.num_iterations
+HEALTHY = [as_hparams(), as_hparams(alpha=0.5, learning_rate=1e-3)]
+EXPLODING = [as_hparams(learning_rate=1000.0), as_hparams(learning_rate=30.0)]
+SEEDS = (0, 1, 2, 0)
+
+
+@pytest.fixture(scope="module")
+def trainer():
+    return make_train(CONFIG)
+
+
+@pytest.fixture(scope="module")
+def populations(trainer):
+    """(with, without): the population with the two exploding members after the healthy ones, and without."""
+    train = jax.jit(jax.vmap(trainer.train))
+    keys = jnp.stack([jax.random.PRNGKey(s) for s in SEEDS])
+    with_them = jax.device_get(train(keys, stack_hparams(HEALTHY + EXPLODING)))
+    without = jax.device_get(train(keys[:2], stack_hparams(HEALTHY)))
+    return with_them, without
+
+
+def _member(tree, i):
+    return jax.tree.map(lambda x: np.asarray(x)[i], tree)
+
+
+def test_healthy_members_are_bit_identical_with_or_without_a_diverging_neighbour(populations):
+    (state, metrics), (state_alone, metrics_alone) = populations
+    for i in range(2):
+        chex.assert_trees_all_equal(_member(metrics, i), _member(metrics_alone, i))
+        chex.assert_trees_all_equal(_member(state.params, i), _member(state_alone.params, i))
+        chex.assert_trees_all_equal(_member(state.opt_state, i), _member(state_alone.opt_state, i))
+        chex.assert_trees_all_equal(_member(state.normalizer, i), _member(state_alone.normalizer, i))
+        assert int(state.diverged_at[i]) == -1
+        np.testing.assert_array_equal(metrics["diverged"][i], np.zeros(N, np.float32))
+        assert np.all(np.isfinite(metrics["episode_return"][i]))  # episodes of 32 steps end every iteration
+        assert np.all(metrics["episodes"][i] > 0)
+        np.testing.assert_array_equal(metrics["nonfinite_env_steps"][i], 0)
+        for leaf in jax.tree.leaves(_member(state.params, i)):
+            assert np.all(np.isfinite(leaf))
+
+
+def test_learning_rate_1000_diverges_in_its_first_iteration_and_reports_nan(populations):
+    (state, metrics), _ = populations
+    i = 2
+    assert int(state.diverged_at[i]) == 0
+    assert not all(np.all(np.isfinite(leaf)) for leaf in jax.tree.leaves(_member(state.params, i)))
+    np.testing.assert_array_equal(metrics["diverged"][i], np.ones(N, np.float32))
+    for name, values in metrics.items():
+        if np.issubdtype(values.dtype, np.floating) and name != "diverged":
+            assert np.all(np.isnan(values[i])), (name, values[i])  # never 0.0
+    np.testing.assert_array_equal(metrics["episodes"][i], 0)
+    np.testing.assert_array_equal(metrics["env_steps"][i], CONFIG.batch_size * np.arange(1, N + 1))
+    # Its NaN actions blow up every env step from the second rollout on; the count stays visible.
+    np.testing.assert_array_equal(metrics["nonfinite_env_steps"][i], [0] + [CONFIG.batch_size] * (N - 1))
+
+
+def test_learning_rate_30_is_healthy_until_diverged_at_then_nan(populations):
+    (state, metrics), _ = populations
+    i = 3
+    at = int(state.diverged_at[i])
+    assert 0 < at < N, at  # a few healthy iterations first (iteration 3 on this platform)
+    np.testing.assert_array_equal(metrics["diverged"][i], (np.arange(N) >= at).astype(np.float32))
+    for name in ("episode_return", "episode_length", "entropy", "policy_loss", "value_loss", "learning_rate_current"):
+        assert np.all(np.isfinite(metrics[name][i, :at])), name
+        assert np.all(np.isnan(metrics[name][i, at:])), name
+    assert np.all(metrics["episodes"][i, :at] > 0)
+    np.testing.assert_array_equal(metrics["episodes"][i, at:], 0)
+    # The same seed and hyperparameters except the learning rate: identical rollout in iteration 0.
+    assert metrics["episode_return"][i, 0] == metrics["episode_return"][0, 0]
+
+
+def test_a_diverged_policy_would_score_zero_without_the_mask(trainer):
+    """Why the mask exists: NaN parameters make NaN actions, the env zeroes their rewards and ends episodes."""
+    hparams = as_hparams()
+    state = trainer.init(jax.random.PRNGKey(0), hparams)
+    state = state.replace(params=jax.tree.map(lambda x: jnp.full_like(x, jnp.nan), state.params))
+    _, trajectory, (return_sum, _, episodes) = jax.jit(trainer._rollout)(state, hparams, jax.random.PRNGKey(1))
+    assert int(episodes) == CONFIG.batch_size  # every step ends an episode
+    assert float(return_sum) == 0.0
+    assert bool(np.all(trajectory.nonfinite))
+
+
+def test_first_divergence_keeps_the_first_index():
+    never = jnp.int32(-1)
+    assert int(first_divergence(never, jnp.int32(4), jnp.bool_(True))) == -1
+    assert int(first_divergence(never, jnp.int32(4), jnp.bool_(False))) == 4
+    assert int(first_divergence(jnp.int32(2), jnp.int32(4), jnp.bool_(False))) == 2
+    assert int(first_divergence(jnp.int32(2), jnp.int32(4), jnp.bool_(True))) == 2
+
+
+def test_mask_diverged_nans_floats_zeroes_episodes_keeps_step_counters():
+    metrics = {
+        "episode_return": jnp.float32(0.0), "episodes": jnp.int32(7), "policy_loss": jnp.float32(-0.25),
+        "env_steps": jnp.int32(640), "nonfinite_env_steps": jnp.int32(3),
+    }
+    healthy = mask_diverged(metrics, jnp.bool_(False))
+    chex.assert_trees_all_equal({k: v for k, v in healthy.items() if k != "diverged"}, metrics)
+    assert healthy["diverged"].dtype == jnp.float32 and float(healthy["diverged"]) == 0.0
+    bad = mask_diverged(metrics, jnp.bool_(True))
+    assert np.isnan(bad["episode_return"]) and np.isnan(bad["policy_loss"])
+    assert int(bad["episodes"]) == 0 and bad["episodes"].dtype == jnp.int32
+    assert int(bad["env_steps"]) == 640 and int(bad["nonfinite_env_steps"]) == 3
+    assert float(bad["diverged"]) == 1.0
