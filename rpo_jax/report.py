@@ -1,14 +1,15 @@
 """Paper-style reports from finished sweeps: curves, alpha ablation, Table-3 table, aggregates.
 
-``python -m rpo_jax.report RUN_DIR [RUN_DIR ...] [--out DIR] [--baseline alpha=0]`` reads one or
-more run directories written by ``rpo-jax sweep`` (``config.yaml`` + ``metrics.csv``) and writes:
+``python -m rpo_jax.report RUN_DIR [RUN_DIR ...] [--out DIR] [--baseline alpha=0] [--allow-incomplete]`` reads
+one or more run directories written by ``rpo-jax sweep`` (``config.yaml`` + ``metrics.csv``) and writes:
 
 * ``learning_curves_<env>.png`` -- episode return vs env steps, mean ± std per variant
   (RPO paper Fig. 1/2);
 * ``entropy_<env>.png`` -- policy entropy vs env steps per variant (Fig. 2 / App. J);
 * ``alpha_ablation_<env>.png`` -- final return vs alpha on a log axis, mean ± std over seeds,
   only when ``alpha`` is a variant column with more than two values (Fig. 3 / 15);
-* ``final_returns.md`` / ``final_returns.csv`` -- Table-3-style final return per env x variant;
+* ``final_returns.md`` / ``final_returns.csv`` -- Table-3-style final return per env x variant; the CSV's
+  ``diverged`` column counts the variant's diverged members, the markdown names each of them;
 * ``aggregate.md`` -- across tasks (envs): IQM of min-max-normalised final returns with a
   stratified bootstrap CI per variant, and the probability of improvement of each variant over
   the PPO baseline (see :mod:`rpo_jax.aggregate`).
@@ -23,6 +24,19 @@ runs of the same env are pooled (their members are kept apart). A member's *fina
 mean episode return over the last ``fraction`` (default 5 %) of its iterations, skipping
 iterations in which no episode ended -- the same definition as ``summary.json``. Standard
 deviations are over seeds with ``ddof=0``, as in ``summary.json`` and the learning-curve bands.
+
+Diverged members. A member is *diverged* when its ``metrics.csv`` rows have ``diverged == 1`` at some
+iteration (the trainer's flag: a non-finite parameter or loss; see ``rpo_jax.train``); it diverged
+*at* the first such iteration. Runs written before that column existed have no diverged members.
+Diverged members are left out of everything that summarises returns -- means, stds, ``n``, the
+bold best, the alpha ablation, the aggregate statistics and the curves -- and are named and counted
+separately instead: one line each under the table of ``final_returns.md`` and the ``diverged``
+count of ``final_returns.csv``. (A member that merely finished no episode in the final window is
+not diverged: it is counted in the note below the table, as before.)
+
+Completeness. ``main`` refuses a run directory whose ``status.json`` does not say ``complete``
+(:func:`rpo_jax.rundir.check_complete`; a directory without one counts as incomplete) unless
+``--allow-incomplete`` is given; :func:`make_report` itself does not check.
 
 Every file is written atomically (temporary file + ``os.replace``) through
 :mod:`rpo_jax.results`. The curves use the same reduction as
@@ -46,12 +60,15 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from rpo_jax import aggregate
+from rpo_jax import aggregate, rundir
 from rpo_jax.results import atomic_write_text, check_run_dir, format_value, write_table
 from rpo_jax.results import save_figure as _save_figure
 from rpo_jax.results import one_line as _one_line
 
-__all__ = ["ReportError", "RunData", "load_run", "final_returns", "variant_label", "make_report", "main"]
+__all__ = [
+    "ReportError", "RunData", "load_run", "final_returns", "diverged_iterations", "variant_label", "check_runs",
+    "make_report", "main",
+]
 
 REQUIRED_COLUMNS = ("member", "seed", "iteration", "episode_return")
 BOOTSTRAP_REPS = 2000
@@ -117,7 +134,7 @@ def load_run(run_dir) -> RunData:
     if df.empty:
         raise ReportError(f"{metrics_path} has no rows")
     variant_cols = cols[cols.index("seed") + 1 : cols.index("iteration")]
-    numeric = ["iteration", "episode_return"] + [c for c in ("env_steps", "entropy") if c in cols]
+    numeric = ["iteration", "episode_return"] + [c for c in ("env_steps", "entropy", "diverged") if c in cols]
     for c in numeric:
         try:
             df[c] = pd.to_numeric(df[c])
@@ -168,6 +185,18 @@ def final_returns(df: pd.DataFrame, variant_cols: Sequence[str], fraction: float
     first = g[["seed", *variant_cols]].first()
     out = first.assign(final_return=finals).reset_index()
     return out[["member", "seed", *variant_cols, "final_return"]]
+
+
+def diverged_iterations(df: pd.DataFrame) -> pd.Series:
+    """``member -> iteration`` at which each diverged member diverged: its first row with ``diverged == 1``.
+
+    Members that never diverged are absent; a table without a ``diverged`` column (a run written before
+    the trainer flagged divergence) gives an empty Series.
+    """
+    if "diverged" not in df.columns:
+        return pd.Series(dtype="int64", name="diverged_at")
+    rows = df[df["diverged"] == 1]
+    return rows.groupby("member", sort=True)["iteration"].min().astype("int64").rename("diverged_at")
 
 
 def _fmt(v: Any) -> str:
@@ -380,10 +409,26 @@ def _plot_alpha_ablation(finals: pd.DataFrame, variant_cols: list[str], env: str
 # --------------------------------------------------------------------------------------------
 
 
-def _cell(mean: float, std: float, n: int) -> str:
+def _cell(mean: float, std: float, n: int, diverged: int = 0) -> str:
+    """``mean ± std (n)``, with ``; k diverged`` inside the parentheses when ``k`` members diverged."""
+    extra = f"; {diverged} diverged" if diverged else ""
     if n == 0 or math.isnan(mean):
-        return "n/a"
-    return f"{mean:.2f} ± {std:.2f} ({n})"
+        return f"n/a ({n}{extra})" if diverged else "n/a"
+    return f"{mean:.2f} ± {std:.2f} ({n}{extra})"
+
+
+def _diverged_lines(finals: pd.DataFrame, variant_cols: list[str], several_runs: bool) -> list[str]:
+    """One line per diverged member of ``finals`` (rows with a ``diverged_at``), in table order."""
+    lines = []
+    for row in finals[finals["diverged_at"].notna()].to_dict("records"):
+        variant = [variant_label({c: row[c] for c in variant_cols})] if variant_cols else []
+        who = ", ".join([f"seed {row['seed']}", *variant])
+        where = f"`{row['env']}`" + (f", run `{row['run']}`" if several_runs else "")
+        lines.append(
+            f"- diverged (left out): member {row['member']} ({who}) "
+            f"at iteration {int(row['diverged_at'])} -- {where}"
+        )
+    return lines
 
 
 def _md_escape(text: str) -> str:
@@ -391,13 +436,15 @@ def _md_escape(text: str) -> str:
 
 
 def _final_returns_md(stats: pd.DataFrame, envs: list[str], variants: list[str], fraction: float,
-                      sources: list[str], n_nan: int) -> str:
+                      sources: list[str], n_nan: int, diverged: list[str]) -> str:
     lines = [
         "# Final returns",
         "",
         f"Mean ± std (ddof=0) over seeds (n) of each member's final return: its mean episode return "
         f"over the last {fraction:.0%} of training iterations. Rows: environments; columns: variants. "
-        "Best mean per environment in **bold**; – = variant not run on that environment.",
+        "Best mean per environment in **bold**; – = variant not run on that environment. Diverged members "
+        "(non-finite parameters or losses during training) are left out of mean, std, n and the best, "
+        "counted as `k diverged` in their cell and listed below the table.",
         "",
         "| env | " + " | ".join(_md_escape(v) for v in variants) + " |",
         "|---|" + "---:|" * len(variants),
@@ -411,12 +458,17 @@ def _final_returns_md(stats: pd.DataFrame, envs: list[str], variants: list[str],
                 cells.append("–")
                 continue
             r = rows.loc[v]
-            text = _cell(float(r["mean"]), float(r["std"]), int(r["n"]))
+            text = _cell(float(r["mean"]), float(r["std"]), int(r["n"]), int(r["diverged"]))
             if best is not None and r["mean"] == best:
                 text = f"**{text}**"
             cells.append(text)
         lines.append(f"| {_md_escape(env)} | " + " | ".join(cells) + " |")
     lines.append("")
+    if diverged:
+        lines.append(f"{len(diverged)} member(s) diverged and are left out of every statistic:")
+        lines.append("")
+        lines += diverged
+        lines.append("")
     if n_nan:
         lines.append(f"{n_nan} member(s) finished no episode in the final window and are not counted in n.")
         lines.append("")
@@ -439,7 +491,8 @@ def _score_matrix(finals: pd.DataFrame, variant: str, envs: list[str]) -> np.nda
 
 
 def _aggregate_md(finals: pd.DataFrame, envs: list[str], variants: list[str], baseline: str | None,
-                  baseline_note: str, fraction: float) -> str:
+                  baseline_note: str, fraction: float, n_diverged: int = 0) -> str:
+    """``aggregate.md`` from the final returns of the members to aggregate (diverged ones already removed)."""
     t = len(envs)
     valid = finals.dropna(subset=["final_return"])
     low = np.array([valid.loc[valid["env"] == e, "final_return"].min() for e in envs], dtype=float)
@@ -460,6 +513,10 @@ def _aggregate_md(finals: pd.DataFrame, envs: list[str], variants: list[str], ba
         "iterations), min-max normalised per task over the runs of all variants on that task "
         "(0 = worst run, 1 = best run).",
         "",
+    ]
+    if n_diverged:
+        lines += [f"{n_diverged} diverged member(s) are left out (listed in final_returns.md).", ""]
+    lines += [
         f"## IQM of normalised final return ({pct} stratified bootstrap CI, {BOOTSTRAP_REPS} resamples)",
         "",
         "| variant | tasks | runs | IQM | " + pct + " CI |",
@@ -587,13 +644,16 @@ def make_report(
             m = m[~m["member"].isin(drop)]
         if m.empty:
             continue
-        m["_uid"] = f"{i}:" + m["member"].astype(str)
-        m["_env"] = r.env
-        metric_frames.append(m)
+        diverged = diverged_iterations(m)
         f = final_returns(m, variant_cols, fraction)
         f.insert(0, "run", str(r.path))
         f.insert(0, "env", r.env)
+        f["diverged_at"] = f["member"].map(diverged)  # NaN: never diverged
         final_frames.append(f)
+        m = m[~m["member"].isin(diverged.index)]  # the curves show healthy members only
+        if not m.empty:
+            m = m.assign(_uid=f"{i}:" + m["member"].astype(str), _env=r.env)
+            metric_frames.append(m)
     if duplicates:
         print(f"note: {duplicates} member(s) repeat an (env, variant, seed) of an earlier run and were counted once")
     finals = pd.concat(final_frames, ignore_index=True)
@@ -601,6 +661,8 @@ def make_report(
     finals["variant"] = [
         variant_label(dict(zip(variant_cols, (col[i] for col in columns)))) for i in range(len(finals))
     ]
+    is_diverged = finals["diverged_at"].notna()
+    healthy = finals[~is_diverged]
 
     variants_df = _sorted_variants(
         finals.drop_duplicates("variant")[[*variant_cols, "variant"]], variant_cols
@@ -617,7 +679,10 @@ def make_report(
         while name in used_names:
             name, k = f"{_safe_name(env)}_{k}", k + 1
         used_names.add(name)
-        m = pd.concat([f for f in metric_frames if f["_env"].iloc[0] == env], ignore_index=True)
+        frames = [f for f in metric_frames if f["_env"].iloc[0] == env]
+        if not frames:  # every member of this env diverged: no curve to draw
+            continue
+        m = pd.concat(frames, ignore_index=True)
         x = "env_steps" if "env_steps" in m.columns else "iteration"
         path = out / f"learning_curves_{name}.png"
         _plot_curves(m, path, group_by=variant_cols, x=x, y="episode_return",
@@ -628,29 +693,32 @@ def make_report(
             _plot_curves(m, path, group_by=variant_cols, x=x, y="entropy",
                          member_col="_uid", title=f"{env}: policy entropy")
             written.append(path)
-        fe = finals[finals["env"] == env]
+        fe = healthy[healthy["env"] == env]
         if "alpha" in variant_cols and fe["alpha"].dropna().nunique() > 2:
             path = out / f"alpha_ablation_{name}.png"
             _plot_alpha_ablation(fe, variant_cols, env, path)
             written.append(path)
 
-    stats = (
-        finals.groupby(["env", "variant"], sort=False)["final_return"]
-        .agg(mean="mean", std=lambda s: s.std(ddof=0), n="count")
+    stats = (  # over all members, so a variant whose members all diverged keeps its row (n = 0)
+        finals.assign(final_return=finals["final_return"].where(~is_diverged), diverged=is_diverged.astype(int))
+        .groupby(["env", "variant"], sort=False)
+        .agg(mean=("final_return", "mean"), std=("final_return", lambda s: s.std(ddof=0)),
+             n=("final_return", "count"), diverged=("diverged", "sum"))
         .reset_index()
     )
     stats["std"] = stats["std"].where(stats["n"] > 0)
-    n_nan = int(finals["final_return"].isna().sum())
+    n_nan = int(healthy["final_return"].isna().sum())
     sources = [str(r.path) for r in runs]
+    diverged_lines = _diverged_lines(finals, variant_cols, several_runs=len(runs) > 1)
 
     path = out / "final_returns.md"
-    atomic_write_text(path, _final_returns_md(stats, envs, variants, fraction, sources, n_nan))
+    atomic_write_text(path, _final_returns_md(stats, envs, variants, fraction, sources, n_nan, diverged_lines))
     written.append(path)
 
     table = stats.merge(variants_df, on="variant", how="left")
     table["env"] = pd.Categorical(table["env"], categories=envs, ordered=True)
     table["variant"] = pd.Categorical(table["variant"], categories=variants, ordered=True)
-    table = table.sort_values(["env", "variant"])[["env", "variant", *variant_cols, "mean", "std", "n"]]
+    table = table.sort_values(["env", "variant"])[["env", "variant", *variant_cols, "mean", "std", "n", "diverged"]]
     table["env"] = table["env"].astype(str)
     table["variant"] = table["variant"].astype(str)
     path = out / "final_returns.csv"
@@ -658,7 +726,9 @@ def make_report(
     written.append(path)
 
     path = out / "aggregate.md"
-    atomic_write_text(path, _aggregate_md(finals, envs, variants, base_label, base_note, fraction))
+    atomic_write_text(
+        path, _aggregate_md(healthy, envs, variants, base_label, base_note, fraction, int(is_diverged.sum()))
+    )
     written.append(path)
     return written
 
@@ -711,7 +781,28 @@ def _build_parser() -> argparse.ArgumentParser:
                    "and ent_coef=0 if swept); may be repeated")
     p.add_argument("--fraction", type=float, default=0.05,
                    help="final return = mean over this last fraction of iterations (default 0.05)")
+    p.add_argument("--allow-incomplete", action="store_true",
+                   help="use run directories whose status.json does not say complete (interrupted, failed, "
+                   "still running, or written before status.json existed)")
     return p
+
+
+def check_runs(run_dirs: Sequence[str], *, allow_incomplete: bool) -> list[str]:
+    """Cheap checks of every run directory before any work: it exists, holds ``metrics.csv`` and is complete.
+
+    Returns one note per incomplete run accepted with ``allow_incomplete``.
+
+    Raises:
+      ReportError: a missing directory or ``metrics.csv``, or an incomplete run without ``allow_incomplete``.
+    """
+    notes = []
+    for d in run_dirs:
+        check_run_dir(d, ("metrics.csv",), ReportError)
+        rundir.check_complete(d, allow_incomplete=allow_incomplete, error=ReportError)
+        problem = rundir.describe_incomplete(d)
+        if problem is not None:
+            notes.append(f"note: {problem}; used anyway (--allow-incomplete)")
+    return notes
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -720,6 +811,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = _build_parser().parse_args(argv)
         if not 0.0 < args.fraction <= 1.0:
             raise _UsageError(f"--fraction must be in (0, 1], got {args.fraction}")
+        for note in check_runs(args.run_dirs, allow_incomplete=args.allow_incomplete):
+            print(note)
         paths = make_report(args.run_dirs, args.out, baseline=_parse_baseline(args.baseline),
                             fraction=args.fraction)
     except SystemExit as e:  # --help

@@ -1,7 +1,7 @@
 """Robustness of trained policies to observation perturbations (SR^2L, Shen et al. 2020, §4-5, Fig. 3/4).
 
     rpo-jax robustness RUN_DIR --eps 0,0.02,0.05,0.1,0.2 --attacks random,mad,critic --episodes 50 \
-        [--space normalized|raw] [--pgd-steps 10] [--seed 0] [--out DIR] [--overwrite]
+        [--space normalized|raw] [--pgd-steps 10] [--seed 0] [--out DIR] [--overwrite] [--allow-incomplete]
 
 evaluates every saved member of a finished sweep (``rpo-jax sweep``: ``config.yaml`` +
 ``checkpoint/``) with deterministic actions -- the policy's location ``loc`` clipped to the
@@ -67,17 +67,31 @@ are used as they are), per action dimension::
 averaged over action dimensions and then over episodes (lower = smoother). A constant action
 scores 0; a sinusoid of amplitude A at frequency f scores ``2 / n * (A / 2) * f``.
 
+Diverged members and incomplete runs
+------------------------------------
+A member whose checkpoint has ``diverged_at >= 0`` (the trainer's iteration at which a parameter or
+loss went non-finite; ``-1`` = never; a checkpoint without the entry has no diverged member) has NaN
+parameters: its actions are NaN, the env zeroes what they produce, so its "returns" would read as
+rewards of 0. Such members are still evaluated (one compiled program for all), but their
+``return_mean``, ``return_std`` and ``action_smoothness`` are NaN in ``robustness.csv`` with
+``diverged`` true, they are named in one printed line and in ``smoothness.md``, and they are left
+out of the ball check, of the plotted means, of ``smoothness.md``'s means and of ``s`` (raw space).
+``main`` refuses a run whose ``status.json`` does not say ``complete``
+(:func:`rpo_jax.rundir.check_complete`; a directory without one counts as incomplete) unless
+``--allow-incomplete`` is given.
+
 Outputs (``--out``, default ``RUN_DIR/robustness/``; every file written atomically)
 -------------------------------------------------------------------------------
 * ``robustness.csv`` -- one row per member x attack x eps: ``member, seed, <variant columns>,
   attack, eps, return_mean, return_std`` (ddof=0 over episodes), ``action_smoothness``,
-  ``ball_excess`` (the sanity value above);
+  ``ball_excess`` (the sanity value above), ``diverged`` (see above);
 * ``robustness_curves.png`` -- return vs eps per variant, mean ± std over seeds, one subplot per
   attack (SR^2L Fig. 4);
 * ``percentiles.png`` -- sorted unattacked (eps = 0) returns of each variant's seeds against
   percentile 0..100 (SR^2L Fig. 3);
 * ``smoothness.md`` -- Sm per variant, attack and eps (mean ± std over seeds);
-* ``robustness.json`` -- the settings, ``s`` (raw space), timings.
+* ``robustness.json`` -- the settings, ``s`` (raw space), timings, the diverged members and the
+  largest ball excess of the others.
 """
 
 from __future__ import annotations
@@ -94,6 +108,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from rpo_jax import rundir
 from rpo_jax.results import check_run_dir
 from rpo_jax.results import save_figure as _save_figure
 from rpo_jax.results import format_value as _fmt
@@ -109,6 +124,8 @@ __all__ = [
     "make_evaluator",
     "load_run",
     "raw_scale",
+    "diverged_at",
+    "diverged_line",
     "evaluate",
     "evaluate_run",
     "results_table",
@@ -315,6 +332,13 @@ class RunCheckpoint:
     checkpoint: Any  # population.checkpoint_tree with a leading member axis (jax arrays)
 
 
+def diverged_at(checkpoint: Any, size: int) -> np.ndarray:
+    """``[size]`` int: each member's ``diverged_at`` from the checkpoint, all ``-1`` when it has none (older runs)."""
+    if isinstance(checkpoint, dict) and "diverged_at" in checkpoint:
+        return np.asarray(checkpoint["diverged_at"], np.int64).reshape(size)
+    return np.full(size, -1, np.int64)
+
+
 def _check_run_dir(run_dir) -> tuple[pathlib.Path, Any]:
     """Cheap checks of a run directory and its config (no trainer, no compile)."""
     import yaml
@@ -354,7 +378,7 @@ def load_run(run_dir) -> RunCheckpoint:
     hparams = jax.tree.map(lambda _: jax.ShapeDtypeStruct((size,), jnp.float32), HParams())
     target = population.checkpoint_tree(jax.eval_shape(jax.vmap(trainer.init), keys, hparams))
     try:
-        checkpoint = results.restore_checkpoint(p / "checkpoint", target)
+        checkpoint = _restore(results.restore_checkpoint, p / "checkpoint", target)
     except ValueError as e:
         raise RobustnessError(
             f"{_one_line(e)} (expected {size} members from {p / 'config.yaml'})"
@@ -364,12 +388,29 @@ def load_run(run_dir) -> RunCheckpoint:
                          static_points=points, checkpoint=checkpoint)
 
 
+def _restore(restore: Callable, path: pathlib.Path, target: dict) -> Any:
+    """``restore(path, target)``; a checkpoint saved before ``diverged_at`` existed is restored without it."""
+    try:
+        return restore(path, target)
+    except ValueError as error:
+        if "diverged_at" not in target:
+            raise
+        try:
+            return restore(path, {k: v for k, v in target.items() if k != "diverged_at"})
+        except ValueError:
+            raise error from None
+
+
 def raw_scale(run: RunCheckpoint) -> np.ndarray:
-    """``s_d``: the mean over all members of their normaliser's std (ones without normalisation)."""
+    """``s_d``: the mean over the members that did not diverge (all, if every one did) of their normaliser's std.
+
+    Ones without observation normalisation.
+    """
     std = np.asarray(run.checkpoint["normalizer"].obs.std, np.float32)  # [P, obs]
     if not run.config.train.normalize_observations:
         return np.ones(std.shape[1:], np.float32)
-    return std.mean(axis=0).astype(np.float32)
+    healthy = diverged_at(run.checkpoint, len(std)) < 0
+    return std[healthy if healthy.any() else slice(None)].mean(axis=0).astype(np.float32)
 
 
 # --------------------------------------------------------------------------------------------
@@ -395,6 +436,12 @@ class RobustnessResult:
     tolerance: np.ndarray  # [P, E, A]
     compile_seconds: float
     run_seconds: float
+    diverged_at: np.ndarray  # [P] int, the trainer's iteration at which the member diverged; -1 = never
+
+    @property
+    def diverged(self) -> np.ndarray:
+        """``[P]`` bool: the member diverged in training (its evaluation numbers are meaningless)."""
+        return self.diverged_at >= 0
 
 
 def _tolerance(magnitude: np.ndarray) -> np.ndarray:
@@ -467,7 +514,7 @@ def evaluate(
         attacks=attacks, episodes=int(episodes), pgd_steps=int(pgd_steps), seed=int(seed),
         scale=np.asarray(scale), returns=arrays["returns"], smoothness=arrays["smoothness"],
         excess=arrays["excess"], tolerance=_tolerance(arrays["magnitude"]),
-        compile_seconds=compile_seconds, run_seconds=run_seconds,
+        compile_seconds=compile_seconds, run_seconds=run_seconds, diverged_at=diverged_at(run.checkpoint, size),
     )
     if check:
         check_ball(result)
@@ -475,8 +522,11 @@ def evaluate(
 
 
 def check_ball(result: RobustnessResult) -> None:
-    """Raises :class:`RobustnessError` if any lane's attacked observations left the eps-ball."""
-    bad = np.argwhere(~(result.excess <= result.tolerance))
+    """Raises :class:`RobustnessError` if any lane of a member that did not diverge left the eps-ball.
+
+    A diverged member's NaN parameters make NaN attacks; its lanes are not checked.
+    """
+    bad = np.argwhere(~(result.excess <= result.tolerance) & ~result.diverged[:, None, None])
     if bad.size:
         p, e, a = bad[0]
         raise RobustnessError(
@@ -496,12 +546,22 @@ def evaluate_run(run_dir, **kwargs) -> RobustnessResult:
 # --------------------------------------------------------------------------------------------
 
 
+def _unless(diverged: bool, value) -> float:
+    """``float(value)``, or NaN for a diverged member, whose evaluation numbers are no result."""
+    return math.nan if diverged else float(value)
+
+
 def results_table(result: RobustnessResult):
-    """The tidy table of ``robustness.csv``: one row per member x attack x eps."""
+    """The tidy table of ``robustness.csv``: one row per member x attack x eps.
+
+    A diverged member's rows have ``diverged`` true and NaN ``return_mean``, ``return_std`` and
+    ``action_smoothness``.
+    """
     import pandas as pd
 
     rows = []
     for p, m in enumerate(result.members):
+        diverged = bool(result.diverged[p])
         for a, attack in enumerate(result.attacks):
             for e, eps in enumerate(result.eps):
                 r = result.returns[p, e, a].astype(np.float64)
@@ -511,14 +571,32 @@ def results_table(result: RobustnessResult):
                     **{c: m[c] for c in result.variant_cols},
                     "attack": attack,
                     "eps": eps,
-                    "return_mean": float(r.mean()),
-                    "return_std": float(r.std()),
-                    "action_smoothness": float(np.mean(result.smoothness[p, e, a].astype(np.float64))),
+                    "return_mean": _unless(diverged, r.mean()),
+                    "return_std": _unless(diverged, r.std()),
+                    "action_smoothness": _unless(diverged, np.mean(result.smoothness[p, e, a].astype(np.float64))),
                     "ball_excess": float(result.excess[p, e, a]),
+                    "diverged": diverged,
                 })
     columns = ["member", "seed", *result.variant_cols, "attack", "eps", "return_mean", "return_std",
-               "action_smoothness", "ball_excess"]
+               "action_smoothness", "ball_excess", "diverged"]
     return pd.DataFrame(rows, columns=columns)
+
+
+def diverged_line(result: RobustnessResult) -> str | None:
+    """One line naming the members that diverged in training (None if none did)."""
+    names = []
+    for m, at in zip(result.members, result.diverged_at):
+        if at >= 0:
+            who = ", ".join([f"seed {m['seed']}", *(f"{c}={_fmt(m[c])}" for c in result.variant_cols)])
+            names.append(f"member {m['member']} ({who}) at iteration {int(at)}")
+    if not names:
+        return None
+    return f"diverged in training (left out of means, NaN in robustness.csv): {'; '.join(names)}"
+
+
+def _healthy(table):
+    """The rows of ``table`` of members that did not diverge."""
+    return table[~table["diverged"].astype(bool)]
 
 
 def _variants(table, variant_cols: list[str]) -> list[tuple[str, Any]]:
@@ -537,12 +615,12 @@ def _space_text(result: RobustnessResult) -> str:
 
 
 def plot_curves(table, result: RobustnessResult, path: pathlib.Path) -> None:
-    """Return vs eps, mean ± std over seeds (of each member's mean return), one panel per attack."""
+    """Return vs eps, mean ± std over healthy seeds (of each member's mean return), one panel per attack."""
     from matplotlib import colormaps
     from matplotlib.figure import Figure
 
     attacks = list(result.attacks)
-    groups = _variants(table, result.variant_cols)
+    groups = _variants(_healthy(table), result.variant_cols)
     cmap = colormaps["tab10" if len(groups) <= 10 else "tab20"]
     fig = Figure(figsize=(4.2 * len(attacks) + 1.0, 4.0), layout="constrained")
     axes = fig.subplots(1, len(attacks), sharey=True, squeeze=False)[0]
@@ -572,11 +650,11 @@ def _unattacked(table):
 
 
 def plot_percentiles(table, result: RobustnessResult, path: pathlib.Path) -> None:
-    """Sorted unattacked returns of each variant's members against percentile 0..100 (SR^2L Fig. 3)."""
+    """Sorted unattacked returns of each variant's healthy members against percentile 0..100 (SR^2L Fig. 3)."""
     from matplotlib import colormaps
     from matplotlib.figure import Figure
 
-    clean = _unattacked(table)
+    clean = _unattacked(_healthy(table))
     groups = _variants(clean, result.variant_cols)
     cmap = colormaps["tab10" if len(groups) <= 10 else "tab20"]
     fig = Figure(figsize=(6.5, 4.2), layout="constrained")
@@ -596,7 +674,7 @@ def plot_percentiles(table, result: RobustnessResult, path: pathlib.Path) -> Non
 
 
 def smoothness_markdown(table, result: RobustnessResult) -> str:
-    """``smoothness.md``: CAPS Sm per variant x attack (rows) and eps (columns), mean ± std over seeds."""
+    """``smoothness.md``: CAPS Sm per variant x attack (rows) and eps (columns), mean ± std over healthy seeds."""
     lines = [
         f"# Action smoothness under observation perturbations: {result.env}",
         "",
@@ -606,11 +684,16 @@ def smoothness_markdown(table, result: RobustnessResult) -> str:
         "`n = T // 2 + 1` bands; averaged over dimensions and episodes, then mean ± std over seeds.",
         f"Space: {result.space} ({_space_text(result)}); {result.episodes} episodes per point; "
         f"PGD {result.pgd_steps} steps of 0.2 eps.",
+    ]
+    line = diverged_line(result)
+    if line is not None:
+        lines.append(f"Members {line}.")
+    lines += [
         "",
         "| variant | attack | " + " | ".join(f"eps={_fmt(e)}" for e in result.eps) + " |",
         "|---|---|" + "---:|" * len(result.eps),
     ]
-    for label, rows in _variants(table, result.variant_cols):
+    for label, rows in _variants(_healthy(table), result.variant_cols):
         for attack in result.attacks:
             cells = []
             for eps in result.eps:
@@ -618,6 +701,12 @@ def smoothness_markdown(table, result: RobustnessResult) -> str:
                 cells.append(f"{values.mean():.4g} ± {values.std():.2g} (n={len(values)})")
             lines.append(f"| {label} | {attack} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _max_healthy_excess(result: RobustnessResult) -> float | None:
+    """The largest ball excess over members that did not diverge (None if every member diverged)."""
+    excess = result.excess[~result.diverged]
+    return float(np.max(excess)) if excess.size else None
 
 
 def write_outputs(out_dir, result: RobustnessResult) -> list[pathlib.Path]:
@@ -641,8 +730,9 @@ def write_outputs(out_dir, result: RobustnessResult) -> list[pathlib.Path]:
         "pgd_steps": result.pgd_steps,
         "seed": result.seed,
         "members": len(result.members),
+        "diverged_members": [m["member"] for m, bad in zip(result.members, result.diverged) if bad],
         "scale": [float(s) for s in result.scale],
-        "max_ball_excess": float(np.max(result.excess)),
+        "max_ball_excess": _max_healthy_excess(result),
         "compile_seconds": round(result.compile_seconds, 2),
         "run_seconds": round(result.run_seconds, 2),
     }
@@ -683,6 +773,9 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of the evaluation envs and attack noise (default 0)")
     p.add_argument("--out", default=None, metavar="DIR", help="output directory (default RUN_DIR/robustness)")
     p.add_argument("--overwrite", action="store_true", help="write into an existing non-empty --out")
+    p.add_argument("--allow-incomplete", action="store_true",
+                   help="use a run directory whose status.json does not say complete (interrupted, failed, "
+                   "still running, or written before status.json existed)")
     return p
 
 
@@ -733,6 +826,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.pgd_steps < 0:
             raise _UsageError(f"--pgd-steps must be >= 0, got {args.pgd_steps}")
         run_path, _ = _check_run_dir(args.run_dir)
+        rundir.check_complete(run_path, allow_incomplete=args.allow_incomplete, error=RobustnessError)
+        incomplete = rundir.describe_incomplete(run_path)
         out_dir = pathlib.Path(args.out) if args.out else run_path / "robustness"
         if out_dir.is_dir() and any(out_dir.iterdir()) and not args.overwrite:  # refuse before any work
             results.prepare_out_dir(out_dir, overwrite=False)
@@ -752,6 +847,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             jax.config.update("jax_compilation_cache_dir", cache)
             jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
 
+    if incomplete is not None:
+        print(f"note: {incomplete}; used anyway (--allow-incomplete)")
     print(
         f"rpo-jax robustness: {run.config.train.env}, {len(run.members)} member(s), "
         f"{len(run.static_points)} static point(s), eps={','.join(_fmt(e) for e in eps)}, "
@@ -764,10 +861,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RobustnessError as e:
         print(f"rpo-jax: error: {_one_line(e)}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    excess = _max_healthy_excess(result)
     print(f"compile {result.compile_seconds:.1f}s, run {result.run_seconds:.1f}s; "
-          f"max ball excess {np.max(result.excess):.2g}")
+          f"max ball excess {'n/a' if excess is None else f'{excess:.2g}'}")
+    line = diverged_line(result)
+    if line is not None:
+        print(line)
     table = results_table(result)
-    for label, rows in _variants(table, result.variant_cols):
+    for label, rows in _variants(_healthy(table), result.variant_cols):
         for attack in attacks:
             sel = rows[rows["attack"] == attack].groupby("eps")["return_mean"]
             cells = ", ".join(f"{_fmt(e)}: {m:.1f}±{s:.1f}" for (e, m), s in zip(sel.mean().items(), sel.std(ddof=0)))

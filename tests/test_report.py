@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from rpo_jax import report
+from rpo_jax import report, rundir
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 N_ITER = 40  # final window = round(40 * 0.05) = 2 iterations (38, 39)
@@ -18,12 +18,17 @@ OFFSETS = {0: -3.0, 1: 0.0, 2: 3.0}  # per-seed offset: mean 0, std (ddof=0) sqr
 ENV_A, ENV_B = "gymnax/Pendulum-v1", "brax/hopper"
 
 
-def write_run(path, env, members, *, hparams=None):
+def write_run(path, env, members, *, hparams=None, diverged=None, status="complete"):
     """Write a sweep dir. ``members``: list of (variant dict, seed, final level).
 
     Every member has episode_return = -1000 before iteration 30 and `level + offset(seed)`
     from then on, with NaN (no episode ended) on odd iterations before 38 and at iteration 38
     for seed 1, so the final return of a member is exactly ``level + offset``.
+
+    ``diverged`` ({member index: iteration}) adds the trainer's ``diverged`` column; from its
+    iteration on such a member's episode_return is 0.0 -- what a diverged member reported before the
+    trainer masked it, and the best Pendulum return, so leaving it in would make it win.
+    ``status``: the ``status.json`` state to write (None: no status.json, as in older runs).
     """
     path = pathlib.Path(path)
     path.mkdir(parents=True)
@@ -33,11 +38,18 @@ def write_run(path, env, members, *, hparams=None):
             ret = level + OFFSETS[seed] if it >= 30 else -1000.0
             if (it % 2 == 1 and it < 38) or (it == 38 and seed == 1):
                 ret = np.nan
-            rows.append({"member": m, "seed": seed, **variant, "iteration": it,
-                         "episode_return": ret, "episode_length": 200.0, "episodes": 8,
-                         "entropy": 1.4 - 0.01 * it + variant.get("alpha", 0.0),
-                         "approx_kl": 0.01, "learning_rate": 3e-4, "env_steps": 2048 * (it + 1)})
+            row = {"member": m, "seed": seed, **variant, "iteration": it,
+                   "episode_return": ret, "episode_length": 200.0, "episodes": 8,
+                   "entropy": 1.4 - 0.01 * it + variant.get("alpha", 0.0),
+                   "approx_kl": 0.01, "learning_rate_current": 3e-4, "env_steps": 2048 * (it + 1)}
+            if diverged is not None:
+                bad = m in diverged and it >= diverged[m]
+                row["diverged"] = float(bad)
+                row["episode_return"] = 0.0 if bad else ret
+            rows.append(row)
     pd.DataFrame(rows).to_csv(path / "metrics.csv", index=False)
+    if status is not None:
+        rundir.write_status(path, status, iteration=N_ITER if status == "complete" else 12, num_iterations=N_ITER)
     hp = {"alpha": 0.5, "ent_coef": 0.0, "learning_rate": 3e-4, **(hparams or {})}
     config = {"train": {"env": env, "num_envs": 8}, "hparams": hp,
               "sweep": {"seeds": sorted({s for _, s, _ in members}), "grid": {}}}
@@ -142,8 +154,8 @@ def test_final_returns_table_values_and_bold_best(two_env_runs, tmp_path):
     assert sum(c.startswith("**") for r in rows.values() for c in r.values()) == 2
 
     csv = pd.read_csv(tmp_path / "out" / "final_returns.csv")
-    assert list(csv.columns) == ["env", "variant", "alpha", "ent_coef", "mean", "std", "n"]
-    assert len(csv) == 6
+    assert list(csv.columns) == ["env", "variant", "alpha", "ent_coef", "mean", "std", "n", "diverged"]
+    assert len(csv) == 6 and (csv["diverged"] == 0).all()  # no `diverged` column in metrics.csv: none diverged
     cell = csv[(csv["env"] == ENV_B) & (csv["variant"] == "alpha=0, ent_coef=0.01")].iloc[0]
     assert cell["mean"] == pytest.approx(-53.0) and cell["std"] == pytest.approx(np.sqrt(6))
     assert cell["n"] == 3 and cell["alpha"] == 0.0 and cell["ent_coef"] == 0.01
@@ -227,12 +239,14 @@ def test_main_bad_inputs(tmp_path, capsys):
     garbage = tmp_path / "garbage"
     garbage.mkdir()
     (garbage / "metrics.csv").write_bytes(b"\xff\xfe\x00garbage\x00\n\x01")
+    rundir.write_status(garbage, "complete", iteration=1, num_iterations=1)
     assert report.main([str(garbage)]) == 2
     _one_error_line(capsys)
 
     nocols = tmp_path / "nocols"
     nocols.mkdir()
     (nocols / "metrics.csv").write_text("a,b\n1,2\n")
+    rundir.write_status(nocols, "complete", iteration=1, num_iterations=1)
     assert report.main([str(nocols)]) == 2
     assert "lacks column" in _one_error_line(capsys)
 
@@ -265,14 +279,18 @@ def test_report_of_a_real_sweep_agrees_with_its_summary(tmp_path):
     )
     run = tmp_path / "run"
     assert cli.main(["sweep", str(config), "--out", str(run), "--quiet"]) == 0
+    assert rundir.read_status(run)["state"] == "complete"
     data = report.load_run(run)
+    assert "learning_rate" not in data.metrics.columns  # the metric is learning_rate_current
+    assert (data.metrics["diverged"] == 0).all() and (data.metrics["nonfinite_env_steps"] == 0).all()
     f = report.final_returns(data.metrics, data.variant_cols)
     summary = json.loads((run / "summary.json").read_text())
     for row in summary["final_return"]:
         got = f.loc[f["alpha"] == row["alpha"], "final_return"].to_numpy()
         np.testing.assert_allclose(got, row["per_seed"], atol=0.006)  # summary rounds to 0.01
-    paths = report.make_report([str(run)], str(tmp_path / "qs"))
-    assert {p.name for p in paths} >= {"learning_curves_gymnax_Pendulum-v1.png", "final_returns.md"}
+    assert report.main([str(run), "--out", str(tmp_path / "qs")]) == 0
+    assert {p.name for p in (tmp_path / "qs").iterdir()} >= {"learning_curves_gymnax_Pendulum-v1.png",
+                                                            "final_returns.md"}
     assert "Only one task" in (tmp_path / "qs" / "aggregate.md").read_text()
 
 
@@ -314,3 +332,75 @@ def test_the_same_member_in_two_runs_is_counted_once(tmp_path):
     finals = pd.read_csv(tmp_path / "out" / "final_returns.csv").set_index("variant")
     assert finals.loc["alpha=0", "n"] == 2  # seeds 0 and 1 of alpha=0 appear in both runs: counted once each
     assert finals.loc["alpha=0.5", "n"] == 1 and finals.loc["alpha=1.5", "n"] == 1
+
+
+# ----------------------------------------------------------------------------- diverged members
+
+
+def test_diverged_members_are_left_out_named_and_counted(tmp_path):
+    """Member 4 (alpha=0.5, seed 1) diverged at iteration 12 and member 6 (ent_coef=0.01, seed 0) at 35;
+    their 0.0 returns would be the best of the table if they were counted."""
+    run = write_run(tmp_path / "r", ENV_A, members_for([(BASE, -100.0), (BEST, -50.0), (ENT, -80.0)]),
+                    diverged={4: 12, 6: 35})
+    data = report.load_run(run)
+    np.testing.assert_array_equal(report.diverged_iterations(data.metrics).to_dict(), {4: 12, 6: 35})
+    report.make_report([str(run)], str(tmp_path / "out"))
+    md = (tmp_path / "out" / "final_returns.md").read_text()
+    rows = md_table(md, "env")[ENV_A]
+    assert rows["alpha=0, ent_coef=0"] == "-100.00 ± 2.45 (3)"
+    assert rows["alpha=0.5, ent_coef=0"] == "**-50.00 ± 3.00 (2; 1 diverged)**"  # seeds 0 and 2: -53, -47
+    assert rows["alpha=0, ent_coef=0.01"] == "-78.50 ± 1.50 (2; 1 diverged)"  # seeds 1 and 2: -80, -77
+    assert "2 member(s) diverged" in md
+    assert "- diverged (left out): member 4 (seed 1, alpha=0.5, ent_coef=0) at iteration 12" in md
+    assert "- diverged (left out): member 6 (seed 0, alpha=0, ent_coef=0.01) at iteration 35" in md
+    assert "finished no episode" not in md
+    csv = pd.read_csv(tmp_path / "out" / "final_returns.csv").set_index("variant")
+    assert csv["diverged"].to_dict() == {"alpha=0, ent_coef=0": 0, "alpha=0, ent_coef=0.01": 1,
+                                         "alpha=0.5, ent_coef=0": 1}
+    assert csv.loc["alpha=0.5, ent_coef=0", "n"] == 2
+    assert csv.loc["alpha=0.5, ent_coef=0", "mean"] == pytest.approx(-50.0)
+    agg = (tmp_path / "out" / "aggregate.md").read_text()
+    assert "2 diverged member(s) are left out" in agg
+    assert {k: v["runs"] for k, v in md_table(agg, "variant").items()} == {
+        "alpha=0, ent_coef=0": "3", "alpha=0, ent_coef=0.01": "2", "alpha=0.5, ent_coef=0": "2"}
+
+
+def test_a_variant_whose_members_all_diverged_keeps_its_column_and_is_never_best(tmp_path):
+    alphas = [0.0, 0.1, 0.5, 1000.0]
+    members = members_for([({"alpha": a}, -100.0 - a) for a in alphas])
+    run = write_run(tmp_path / "r", ENV_A, members, diverged={9: 0, 10: 0, 11: 3})  # all of alpha=1000
+    paths = report.make_report([str(run)], str(tmp_path / "out"))
+    assert "alpha_ablation_gymnax_Pendulum-v1.png" in {p.name for p in paths}  # 3 healthy alphas remain
+    rows = md_table((tmp_path / "out" / "final_returns.md").read_text(), "env")[ENV_A]
+    assert rows["alpha=1000"] == "n/a (0; 3 diverged)"
+    assert rows["alpha=0"] == "**-100.00 ± 2.45 (3)**"
+    csv = pd.read_csv(tmp_path / "out" / "final_returns.csv").set_index("variant")
+    assert csv.loc["alpha=1000", "n"] == 0 and csv.loc["alpha=1000", "diverged"] == 3
+    assert np.isnan(csv.loc["alpha=1000", "mean"])
+    agg = md_table((tmp_path / "out" / "aggregate.md").read_text(), "variant")
+    assert agg["alpha=1000"]["runs"] == "0" and agg["alpha=1000"]["IQM"] == "n/a"
+
+
+def test_every_member_diverged_still_writes_tables(tmp_path):
+    run = write_run(tmp_path / "r", ENV_A, members_for([(BASE, -100.0)]), diverged={0: 1, 1: 2, 2: 3})
+    paths = report.make_report([str(run)], str(tmp_path / "out"))
+    assert {p.name for p in paths} == {"final_returns.md", "final_returns.csv", "aggregate.md"}  # no curves
+    assert "3 member(s) diverged" in (tmp_path / "out" / "final_returns.md").read_text()
+
+
+# ----------------------------------------------------------------------------- incomplete runs
+
+
+@pytest.mark.parametrize("status", [None, "running", "failed", "interrupted"])
+def test_main_refuses_an_incomplete_run_unless_allowed(tmp_path, capsys, status):
+    done = write_run(tmp_path / "done", ENV_A, members_for([(BASE, 1.0)]))
+    partial = write_run(tmp_path / "partial", ENV_B, members_for([(BASE, 2.0)]), status=status)
+    out = tmp_path / "out"
+    assert report.main([str(done), str(partial), "--out", str(out)]) == 2
+    err = _one_error_line(capsys)
+    assert str(partial) in err and "--allow-incomplete" in err
+    assert not out.exists()  # refused before any work
+    assert report.main([str(done), str(partial), "--out", str(out), "--allow-incomplete"]) == 0
+    printed = capsys.readouterr().out
+    assert f"note: {partial}" in printed and "wrote" in printed
+    assert (out / "final_returns.md").is_file()

@@ -9,13 +9,16 @@ compiling.
 """
 
 import dataclasses
+import json
 import os
+import shutil
 
+import jax
 import numpy as np
 import pandas as pd
 import pytest
 
-from rpo_jax import cli, robustness, train
+from rpo_jax import cli, robustness, rundir, train
 
 TINY_YAML = """
 train:
@@ -47,6 +50,7 @@ def run_dir(tmp_path_factory):
     config.write_text(TINY_YAML)
     out = root / "run"
     assert cli.main(["sweep", str(config), "--out", str(out), "--quiet"]) == 0
+    assert rundir.read_status(out)["state"] == "complete"
     return out
 
 
@@ -162,7 +166,8 @@ def test_cli_writes_every_output(run_dir, evaluation, tmp_path, capsys):
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     table = pd.read_csv(out / "robustness.csv")
     assert list(table.columns) == ["member", "seed", "alpha", "attack", "eps", "return_mean", "return_std",
-                                   "action_smoothness", "ball_excess"]
+                                   "action_smoothness", "ball_excess", "diverged"]
+    assert not table["diverged"].any()
     assert len(table) == 4 * len(ATTACKS) * len(EPS)  # eps = 0 was added to the list
     assert sorted(table["eps"].unique()) == EPS
     assert set(table["attack"]) == set(ATTACKS)
@@ -217,3 +222,84 @@ def test_bad_run_dirs_exit_2_with_one_line(run_dir, tmp_path, capsys, no_compile
     err = capsys.readouterr().err
     assert err.startswith("rpo-jax: error: no checkpoint/") and err.count("\n") == 1
     assert not os.path.exists(no_ckpt / "robustness")
+
+
+# ----------------------------------------------------------------------------- diverged members
+
+
+def test_diverged_at_comes_from_the_checkpoint_when_present():
+    np.testing.assert_array_equal(robustness.diverged_at({"params": {}}, 3), [-1, -1, -1])  # older checkpoints
+    np.testing.assert_array_equal(robustness.diverged_at({"diverged_at": np.array([-1, 4, -1])}, 3), [-1, 4, -1])
+
+
+def test_load_run_reads_diverged_at_and_tolerates_checkpoints_without_it(run_dir, run, tmp_path):
+    """population.checkpoint_tree saves ``diverged_at``; a checkpoint written before it did still loads."""
+    from rpo_jax import results
+
+    assert "diverged_at" in run.checkpoint
+    for name, diverged in (("new", np.array([-1, 7, -1, -1], np.int32)), ("old", None)):
+        copy = tmp_path / name
+        shutil.copytree(run_dir, copy, ignore=shutil.ignore_patterns("robustness", "checkpoint"))
+        tree = {k: v for k, v in run.checkpoint.items() if k != "diverged_at"}
+        results.save_checkpoint(copy / "checkpoint", tree if diverged is None else {**tree, "diverged_at": diverged})
+        loaded = robustness.load_run(copy)
+        expected = [-1, -1, -1, -1] if diverged is None else diverged
+        np.testing.assert_array_equal(robustness.diverged_at(loaded.checkpoint, 4), expected)
+        assert ("diverged_at" in loaded.checkpoint) == (diverged is not None)
+
+
+def test_a_diverged_member_is_named_nan_in_the_csv_and_left_out_of_means(run, tmp_path):
+    """Member 3 (alpha = 0.5, seed 1) given NaN parameters and diverged_at = 5, as the trainer leaves it."""
+
+    def nan_member_3(x):
+        x = np.array(x, copy=True)
+        x[3] = np.nan
+        return x
+
+    checkpoint = {**run.checkpoint, "params": jax.tree.map(nan_member_3, run.checkpoint["params"]),
+                  "diverged_at": np.array([-1, -1, -1, 5], np.int32)}
+    broken = dataclasses.replace(run, checkpoint=checkpoint)
+    std = np.asarray(run.checkpoint["normalizer"].obs.std)
+    np.testing.assert_allclose(robustness.raw_scale(broken), std[:3].mean(axis=0), rtol=1e-6)
+    # The ball check (on by default) skips the diverged member, whose NaN attacks leave every ball.
+    result = robustness.evaluate(broken, eps=[0.0, 0.2], attacks=("random", "mad"), episodes=4, seed=0)
+    np.testing.assert_array_equal(result.diverged, [False, False, False, True])
+    assert np.all(np.isnan(result.excess[3, 1:, 1]))
+    assert np.all(np.isfinite(result.returns[:3]))
+    assert robustness.diverged_line(result) == (
+        "diverged in training (left out of means, NaN in robustness.csv): member 3 (seed 1, alpha=0.5) at iteration 5"
+    )
+    out = tmp_path / "rob"
+    out.mkdir()
+    robustness.write_outputs(out, result)
+    table = pd.read_csv(out / "robustness.csv")
+    bad = table[table["member"] == 3]
+    assert bad["diverged"].all() and not table[table["member"] != 3]["diverged"].any()
+    assert bad["return_mean"].isna().all() and bad["action_smoothness"].isna().all()  # never a zero
+    good = table[table["member"] == 2]
+    np.testing.assert_allclose(good["return_mean"], result.returns[2].mean(axis=-1).T.ravel(), rtol=1e-6)
+    md = (out / "smoothness.md").read_text()
+    assert "member 3 (seed 1, alpha=0.5) at iteration 5" in md
+    assert "(n=1)" in md.split("| alpha=0.5 | mad |")[1].splitlines()[0]  # only member 2 in the alpha=0.5 means
+    assert "(n=2)" in md.split("| alpha=0 | mad |")[1].splitlines()[0]
+    summary = json.loads((out / "robustness.json").read_text())
+    assert summary["diverged_members"] == [3] and np.isfinite(summary["max_ball_excess"])
+
+
+# ----------------------------------------------------------------------------- incomplete runs
+
+
+@pytest.mark.parametrize("status", [None, "failed", "interrupted"])
+def test_an_incomplete_run_is_refused_unless_allowed(run_dir, tmp_path, capsys, no_compile, status):
+    partial = tmp_path / "partial"
+    shutil.copytree(run_dir, partial, ignore=shutil.ignore_patterns("robustness", rundir.STATUS_FILE))
+    if status is not None:
+        rundir.write_status(partial, status, iteration=20, num_iterations=60)
+    assert robustness.main([str(partial), "--episodes", "2"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("rpo-jax: error: ") and err.count("\n") == 1
+    assert str(partial) in err and "--allow-incomplete" in err
+    assert not (partial / "robustness").exists()
+    # With the flag it goes on to the work (here: the trainer construction that no_compile forbids).
+    with pytest.raises(AssertionError, match="bad input reached trainer construction"):
+        robustness.main([str(partial), "--episodes", "2", "--allow-incomplete"])
