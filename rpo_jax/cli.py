@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
+import shutil
+import signal
 import sys
 from typing import Any, Sequence
 
@@ -23,7 +26,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import numpy as np
 
 from rpo_jax import config as cfgmod
-from rpo_jax import results
+from rpo_jax import results, rundir
 from rpo_jax.results import format_value as _fmt
 from rpo_jax.config import ConfigError, ExperimentConfig
 
@@ -39,23 +42,32 @@ def _build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="rpo-jax", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
+    def running(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--devices", type=int, help="shard the population over the first N devices (default all)")
+        p.add_argument("--distributed", action="store_true",
+                       help="call jax.distributed.initialize() first (multi-host; reads the usual env variables)")
+        p.add_argument("--quiet", action="store_true", help="no per-chunk progress lines")
+        p.add_argument("--checkpoint-every", type=int, default=1, metavar="N",
+                       help="save the whole population state every N chunks (0: only at the end and on a stop)")
+        p.add_argument("--checkpoint-minutes", type=float, default=0.0, metavar="M",
+                       help="also save when M minutes passed since the last save (0: off)")
+        p.add_argument("--keep-checkpoints", type=int, default=2, metavar="K", help="newest checkpoints kept")
+
     def common(p: argparse.ArgumentParser) -> None:
         p.add_argument("config", help="YAML config (see configs/)")
-        p.add_argument("--out", help="output directory (config, metrics, curves, checkpoint)")
-        p.add_argument("--overwrite", action="store_true", help="replace results in an existing --out")
+        p.add_argument("--out", help="output directory (config, status, metrics, curves, checkpoints)")
+        p.add_argument("--overwrite", action="store_true",
+                       help="replace the results in an existing --out once the new run completes")
         p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                        help="override a config value, e.g. --set train.num_envs=8 (repeatable)")
         p.add_argument("--env", help="shorthand for --set train.env=NAME")
         p.add_argument("--total-timesteps", type=float, help="shorthand for --set train.total_timesteps=N")
         p.add_argument("--chunk", type=int, help="iterations per progress report (sweep.chunk_iterations)")
-        p.add_argument("--devices", type=int, help="shard the population over the first N devices (default all)")
-        p.add_argument("--distributed", action="store_true",
-                       help="call jax.distributed.initialize() first (multi-host; reads the usual env variables)")
-        p.add_argument("--quiet", action="store_true", help="no per-chunk progress lines")
+        running(p)
         p.add_argument("--reduced", action="store_true",
                        help="apply the config's 'reduced' section: the same experiment at a CPU-sized budget")
 
-    train = sub.add_parser("train", help="train one member (seed and hparams from the config)")
+    train = sub.add_parser("train", help="train one member (seed and hparams from the config; sweep section ignored)")
     common(train)
     train.add_argument("--seed", type=int, default=None, help="the member's seed (default: first of sweep.seeds)")
 
@@ -64,6 +76,9 @@ def _build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--seeds", help="number of seeds (0..N-1) or a comma-separated list")
     sweep.add_argument("--grid", nargs="+", default=[], metavar="NAME=V1,V2",
                        help="sweep hyperparameters, e.g. --grid alpha=0,0.5 ent_coef=0,0.01")
+    resume = sub.add_parser("resume", help="continue an interrupted train/sweep from its newest checkpoint")
+    resume.add_argument("run_dir", help="the --out directory of the interrupted run")
+    running(resume)
     # Listed for --help; dispatched to their own modules' parsers in main().
     for name, text in _DELEGATED.items():
         sub.add_parser(name, help=text, add_help=False).add_argument("args", nargs=argparse.REMAINDER)
@@ -108,10 +123,9 @@ def resolve_config(args: argparse.Namespace) -> ExperimentConfig:
             grid = dict(data["sweep"].get("grid") or {})
             grid.update(cfgmod.parse_grid(args.grid))
             data["sweep"]["grid"] = grid
-    else:
-        grid = data["sweep"].get("grid") or {}
-        if grid:
-            raise ConfigError("'train' runs one member but the config has sweep.grid; use 'rpo-jax sweep'")
+    else:  # one member: the hparams section as given; the sweep's grid, variants and static points are not used
+        for key in ("grid", "variants", "static"):
+            data["sweep"].pop(key, None)
         if args.seed is not None:
             data["sweep"]["seeds"] = [args.seed]
         else:
@@ -138,11 +152,13 @@ def _parse_seeds(text: str) -> Any:
 
 def _progress_printer(group_names: list[str]):
     def report(info: dict[str, Any]) -> None:
-        members = info["members"]
-        groups: dict[tuple, list[int]] = {}
-        for i, m in enumerate(members):
-            groups.setdefault(tuple(m[n] for n in group_names), []).append(i)
         returns = info["metrics"]["episode_return"]
+        flags = info["metrics"].get("diverged")
+        gone = set() if flags is None else {i for i in range(len(returns)) if flags[i, -1] > 0}
+        groups: dict[tuple, list[int]] = {}
+        for i, m in enumerate(info["members"]):
+            if i not in gone:
+                groups.setdefault(tuple(m[n] for n in group_names), []).append(i)
         parts = []
         for values, idx in groups.items():
             rows = returns[idx]
@@ -152,9 +168,11 @@ def _progress_printer(group_names: list[str]):
                 parts.append(f"{label}: n/a")
             else:
                 parts.append(f"{label}: {np.nanmean(last):.1f} ± {np.nanstd(last):.1f}")
-        sps = info["env_steps"] * len(members) / max(info["elapsed"], 1e-9)
+        if gone:
+            parts.append("diverged: member " + ", ".join(str(info["members"][i]["member"]) for i in sorted(gone)))
+        sps = info["run_iterations"] * info["env_steps"] / info["iteration"] * len(returns) / max(info["elapsed"], 1e-9)
         print(
-            f"[{info['iteration']}/{info['num_iterations']} it | {info['env_steps']:,} steps/member | "
+            f"[running {info['iteration']}/{info['num_iterations']} it | {info['env_steps']:,} steps/member | "
             f"{info['elapsed']:.0f}s | {sps:,.0f} steps/s] " + " | ".join(parts),
             flush=True,
         )
@@ -175,29 +193,103 @@ def _write_outputs(out_dir: str, config: ExperimentConfig, result, summary: dict
         title=f"{config.train.env} ({len(config.sweep.seeds)} seeds)",
     )
     results.save_checkpoint(os.path.join(out_dir, "checkpoint"), population.checkpoint_tree(result.state))
-    results.atomic_write_text(os.path.join(out_dir, "summary.json"), json.dumps(summary, indent=2) + "\n")
+    results.atomic_write_text(os.path.join(out_dir, "summary.json"), json.dumps(_json_safe(summary), indent=2) + "\n")
+
+
+def _json_safe(obj: Any) -> Any:
+    """``obj`` with non-finite floats as null (JSON has no NaN)."""
+    if isinstance(obj, dict):
+        return {k: _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def _error(err: BaseException) -> int:
+    print("rpo-jax: error: " + " ".join(str(err).split()), file=sys.stderr)
+    return EXIT_BAD_INPUT
+
+
+def _select_devices(requested: int | None, distributed: bool) -> list:
+    import jax
+
+    if requested is not None and requested <= 0:
+        raise ConfigError(f"--devices must be a positive integer, got {requested}")
+    if distributed:
+        jax.distributed.initialize()
+    devices = jax.devices()
+    if requested is not None:
+        if requested > len(devices):
+            raise ConfigError(f"--devices {requested} but only {len(devices)} devices are visible")
+        devices = devices[:requested]
+    return devices
+
+
+def _checkpoint_policy(args: argparse.Namespace):
+    from rpo_jax.durable import CheckpointPolicy
+
+    if args.checkpoint_every < 0:
+        raise ConfigError(f"--checkpoint-every must be >= 0 chunks, got {args.checkpoint_every}")
+    if not args.checkpoint_minutes >= 0:
+        raise ConfigError(f"--checkpoint-minutes must be >= 0, got {args.checkpoint_minutes}")
+    if args.keep_checkpoints < 1:
+        raise ConfigError(f"--keep-checkpoints must be >= 1, got {args.keep_checkpoints}")
+    return CheckpointPolicy(args.checkpoint_every, args.checkpoint_minutes, args.keep_checkpoints)
 
 
 def run(args: argparse.Namespace) -> int:
-    import jax
-
+    """``train`` / ``sweep``: check everything, claim ``--out``, then train (see :func:`_train`)."""
     try:
         config = resolve_config(args)
-        if args.devices is not None and args.devices <= 0:
-            raise ConfigError(f"--devices must be a positive integer, got {args.devices}")
-        if args.distributed:
-            jax.distributed.initialize()
-        devices = jax.devices()
-        if args.devices is not None:
-            if args.devices > len(devices):
-                raise ConfigError(f"--devices {args.devices} but only {len(devices)} devices are visible")
-            devices = devices[: args.devices]
-        out_dir = None
-        if args.out:
-            out_dir = str(results.prepare_out_dir(args.out, overwrite=args.overwrite))
-    except (ConfigError, results.OutputDirError) as err:
-        print(f"rpo-jax: error: {err}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        policy = _checkpoint_policy(args)
+        devices = _select_devices(args.devices, args.distributed)
+        claim = _claim_new(args) if args.out else None
+    except (ConfigError, results.OutputDirError, rundir.RunDirError) as err:
+        return _error(err)
+    return _train(config, claim, devices, policy, args)
+
+
+def resume(args: argparse.Namespace) -> int:
+    """``resume RUN_DIR``: continue an interrupted run from its newest checkpoint."""
+    try:
+        policy = _checkpoint_policy(args)
+        claim = rundir.claim_resume(args.run_dir)
+    except (ConfigError, rundir.RunDirError) as err:
+        return _error(err)
+    try:
+        status = claim.previous
+        if status["state"] == "complete":  # a staged --overwrite that finished but was not swapped in
+            claim.complete()
+            print(f"rpo-jax resume: the complete --overwrite run now replaces {args.run_dir}")
+            return 0
+        config = cfgmod.config_from_dict(cfgmod.load_yaml(str(claim.write_dir / "config.yaml")))
+        ran_on = status.get("devices")
+        requested = args.devices if args.devices is not None else ran_on
+        devices = _select_devices(requested, args.distributed)
+    except (ConfigError, rundir.RunDirError) as err:
+        claim.release()
+        return _error(err)
+    where = f"iteration {status.get('checkpoint_iteration', 0)}/{status.get('num_iterations')}"
+    note = f" ({status['reason']})" if status.get("reason") else ""
+    print(f"rpo-jax resume: {args.run_dir} was {status['state']}{note}; continuing from its checkpoint at {where}"
+          + (f" on {len(devices)} devices instead of {ran_on}: not bit for bit" if ran_on != len(devices) else ""),
+          flush=True)
+    return _train(config, claim, devices, policy, args)
+
+
+def _claim_new(args: argparse.Namespace):
+    import jax
+
+    if jax.process_count() > 1 and jax.process_index() != 0:
+        return None  # multi-host: every process trains its shard, process 0 writes
+    return rundir.claim_new(args.out, overwrite=args.overwrite)
+
+
+def _train(config: ExperimentConfig, claim, devices, policy, args: argparse.Namespace) -> int:
+    """Trains ``config`` into ``claim.write_dir`` (or nowhere); writes results and the status on the way."""
+    import jax
 
     # Compiled programs are cached on disk (RPO_JAX_COMPILATION_CACHE="" turns this off).
     cache = os.environ.get("RPO_JAX_COMPILATION_CACHE", os.path.expanduser("~/.cache/rpo_jax/xla"))
@@ -205,12 +297,8 @@ def run(args: argparse.Namespace) -> int:
         jax.config.update("jax_compilation_cache_dir", cache)
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
 
-    from rpo_jax import population
+    from rpo_jax import durable, population
 
-    if jax.process_index() != 0:  # multi-host: every process trains its shard, process 0 writes
-        out_dir = None
-    if out_dir is not None:
-        results.write_yaml(os.path.join(out_dir, "config.yaml"), config.to_dict())
     group_names = _group_names(config)
     size = len(config.sweep.members(config.hparams))
     compiles = len(config.sweep.static_points())
@@ -221,29 +309,92 @@ def run(args: argparse.Namespace) -> int:
         + (f", {compiles} compiled programs (static sweep)" if compiles > 1 else ""),
         flush=True,
     )
-    result = population.run_experiment(
-        config, devices=devices, progress_fn=None if args.quiet else _progress_printer(group_names)
-    )
+    progress_fn = None if args.quiet else _progress_printer(group_names)
+    if claim is None or jax.process_count() > 1:  # nothing to checkpoint into (multi-host: issue "Scale out")
+        result = population.run_experiment(config, devices=devices, progress_fn=progress_fn)
+        return _finish(config, result, claim, size, group_names)
+
+    run_dir = claim.write_dir
+    if args.command != "resume":
+        results.write_yaml(run_dir / "config.yaml", config.to_dict())
+    fields = {"command": " ".join(["rpo-jax", *sys.argv[1:]]) if sys.argv else args.command,
+              "devices": len(devices), "num_iterations": config.train.num_iterations}
+    last = {"progress": None}
+
+    def on_progress(progress) -> None:
+        last["progress"] = progress
+        rundir.write_status(run_dir, "running", **_status_fields(progress))
+
+    rundir.write_status(run_dir, "running", **fields, **({} if args.command == "resume" else {"iteration": 0,
+                        "checkpoint_iteration": 0, "point": 0, "points": compiles}))
+    stopped = None
+    try:
+        with durable.StopSignals() as stop:
+            result = durable.run_durable(
+                config, run_dir, devices=devices, policy=policy, stop=stop,
+                progress_fn=progress_fn, on_progress=on_progress,
+            )
+    except durable.Stopped as err:
+        stopped, how = err.signum, "stopped after the current chunk"
+    except durable.Abandoned as err:
+        stopped, how = err.signum, "abandoned the current chunk"
+    except BaseException as err:
+        rundir.write_status(run_dir, "failed", reason=results.one_line(err))
+        claim.release()
+        raise
+    if stopped is not None:
+        name = signal.Signals(stopped).name
+        status = rundir.write_status(run_dir, "interrupted", reason=f"{name}: {how}")
+        claim.release()
+        print(f"rpo-jax: interrupted by {name} ({how}); saved up to iteration "
+              f"{status.get('checkpoint_iteration', 0)}/{status['num_iterations']}"
+              + (f" of static point {status['point'] + 1}/{status['points']}" if status.get("points", 1) > 1 else "")
+              + f"; resume with: rpo-jax resume {claim.out}", file=sys.stderr, flush=True)
+        return 128 + stopped
+    return _finish(config, result, claim, size, group_names)
+
+
+def _status_fields(progress) -> dict[str, Any]:
+    return {"point": progress.point, "points": progress.points, "iteration": progress.iteration,
+            "checkpoint_iteration": progress.checkpoint_iteration}
+
+
+def _finish(config: ExperimentConfig, result, claim, size: int, group_names: list[str]) -> int:
+    """Prints the final returns and, with a claim, writes every result, marks the run complete and swaps it in."""
+    from rpo_jax import durable, population
+
     finals = population.final_returns(result.metrics)
+    diverged = population.diverged_members(result)
     total_steps = config.train.num_iterations * config.train.batch_size * size
     summary = {
+        "status": "complete",
         "env": config.train.env,
         "members": size,
         "devices": result.num_devices,
         "compile_seconds": round(result.compile_seconds, 2),
         "run_seconds": round(result.run_seconds, 2),
         "env_steps_total": total_steps,
-        "env_steps_per_second": round(total_steps / result.run_seconds, 1),
-        "final_return": _group_summary(result.members, group_names, finals),
+        "env_steps_per_second": round(total_steps / max(result.run_seconds, 1e-9), 1),
+        "final_return": _group_summary(result.members, group_names, finals, diverged),
+        "diverged": [{**m, "diverged_at": diverged[m["member"]]} for m in result.members if m["member"] in diverged],
     }
     print(f"compile {result.compile_seconds:.1f}s, run {result.run_seconds:.1f}s "
           f"({summary['env_steps_per_second']:,.0f} env steps/s)")
     for row in summary["final_return"]:
         label = ", ".join(f"{n}={_fmt(row[n])}" for n in group_names) or "all members"
-        print(f"final return {label}: {row['mean']:.1f} ± {row['std']:.1f} over {row['n']} seeds")
-    if out_dir is not None:
-        _write_outputs(out_dir, config, result, summary)
-        print(f"wrote {out_dir}/ (config.yaml, metrics.csv, learning_curve.png, checkpoint/, summary.json)")
+        gone = f"; {row['diverged']} diverged, left out" if row["diverged"] else ""
+        print(f"final return {label}: {row['mean']:.1f} ± {row['std']:.1f} over {row['n']} seeds{gone}")
+    for row in summary["diverged"]:
+        print(f"diverged: member {row['member']} (seed {row['seed']}) at iteration {row['diverged_at']}")
+    if claim is None:
+        return 0
+    run_dir = claim.write_dir
+    _write_outputs(str(run_dir), config, result, summary)
+    shutil.rmtree(run_dir / durable.RESUME_DIR, ignore_errors=True)
+    rundir.write_status(run_dir, "complete", iteration=config.train.num_iterations,
+                        checkpoint_iteration=config.train.num_iterations)
+    claim.complete()
+    print(f"wrote {claim.out}/ (config.yaml, status.json, metrics.csv, learning_curve.png, checkpoint/, summary.json)")
     return 0
 
 
@@ -252,15 +403,18 @@ def _group_names(config: ExperimentConfig) -> list[str]:
     return [n for n, _ in config.sweep.static] + config.sweep.swept_hparams
 
 
-def _group_summary(members, group_names, finals) -> list[dict[str, Any]]:
-    groups: dict[tuple, list[float]] = {}
+def _group_summary(members, group_names, finals, diverged: dict[int, int]) -> list[dict[str, Any]]:
+    """Final return per configuration over its members that did not diverge (those are counted apart)."""
+    groups: dict[tuple, list[tuple[int, float]]] = {}
     for m, f in zip(members, finals):
-        groups.setdefault(tuple(m[n] for n in group_names), []).append(float(f))
+        groups.setdefault(tuple(m[n] for n in group_names), []).append((m["member"], float(f)))
     rows = []
-    for values, fs in groups.items():
-        arr = np.asarray(fs)
-        rows.append({**dict(zip(group_names, values)), "mean": float(np.nanmean(arr)),
-                     "std": float(np.nanstd(arr)), "n": len(fs), "per_seed": [round(x, 2) for x in fs]})
+    for values, pairs in groups.items():
+        kept = np.asarray([f for member, f in pairs if member not in diverged], dtype=float)
+        mean = float(np.nanmean(kept)) if np.any(np.isfinite(kept)) else float("nan")
+        std = float(np.nanstd(kept)) if np.any(np.isfinite(kept)) else float("nan")
+        rows.append({**dict(zip(group_names, values)), "mean": mean, "std": std, "n": int(np.isfinite(kept).sum()),
+                     "diverged": len(pairs) - len(kept), "per_seed": [round(f, 2) for _, f in pairs]})
     return rows
 
 
@@ -270,8 +424,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         import importlib
 
         return importlib.import_module(f"rpo_jax.{argv[0]}").main(argv[1:])
-    args = _build_parser().parse_args(argv)
-    return run(args)
+    try:
+        args = _build_parser().parse_args(argv)
+        return resume(args) if args.command == "resume" else run(args)
+    except KeyboardInterrupt:  # before or outside a run directory: nothing to save
+        print("rpo-jax: interrupted (SIGINT); nothing was written", file=sys.stderr)
+        return 128 + signal.SIGINT
 
 
 if __name__ == "__main__":

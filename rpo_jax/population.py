@@ -78,6 +78,7 @@ class SweepResult:
     compile_seconds: float
     run_seconds: float
     num_devices: int
+    iterations: int = 0  # iterations every member has completed
 
 
 def _mesh(devices: Sequence[jax.Device] | None) -> Mesh:
@@ -94,7 +95,7 @@ def _put(tree: Any, sharding: NamedSharding) -> Any:
     )
 
 
-def _fetch(tree: Any) -> Any:
+def fetch(tree: Any) -> Any:
     """Brings a (possibly multi-process) sharded pytree back to host numpy."""
     if jax.process_count() == 1:
         return jax.tree.map(np.asarray, jax.device_get(tree))
@@ -113,6 +114,18 @@ def _pad(tree: Any, size: int) -> Any:
 
 
 ProgressFn = Callable[[dict[str, Any]], None]
+# Called after every chunk with (iterations done, device state, this chunk's host metrics);
+# returns True to stop after this chunk (e.g. on SIGINT, once a checkpoint is written).
+ChunkFn = Callable[[int, TrainState, dict[str, np.ndarray]], bool]
+
+
+@dataclasses.dataclass(frozen=True)
+class Resume:
+    """Where a population restarts: a state saved after ``iteration`` iterations and the metrics so far."""
+
+    iteration: int
+    state: TrainState  # host arrays, leading axis = the population's members (unpadded)
+    metrics: dict[str, np.ndarray]  # name -> [P, iteration]
 
 
 def run_population(
@@ -122,6 +135,8 @@ def run_population(
     chunk_iterations: int = 0,
     devices: Sequence[jax.Device] | None = None,
     progress_fn: ProgressFn | None = None,
+    resume: Resume | None = None,
+    chunk_fn: ChunkFn | None = None,
 ) -> SweepResult:
     """Trains every member of ``population`` in one compiled, sharded program.
 
@@ -132,11 +147,17 @@ def run_population(
       devices: devices of the population mesh; default all devices.
       progress_fn: called on the host after every chunk with a dict holding
         ``iteration``, ``num_iterations``, ``env_steps``, ``elapsed`` (seconds of
-        run time so far), ``members`` and ``metrics`` (name -> ``[P, chunk]``
-        numpy arrays).
+        run time so far), ``run_iterations`` (iterations run by this call),
+        ``members`` and ``metrics`` (name -> ``[P, chunk]`` numpy arrays).
+      resume: continue from a saved state instead of ``init``. The same chunk
+        program runs the remaining chunks, so on the same devices the result is
+        bit for bit the uninterrupted run's.
+      chunk_fn: see :data:`ChunkFn`; it runs before ``progress_fn``.
 
     Returns:
       A :class:`SweepResult`; padding members added to fill the mesh are removed.
+      ``result.iterations`` is less than ``trainer.num_iterations`` when
+      ``chunk_fn`` stopped the run.
     """
     mesh = _mesh(devices)
     num_devices = mesh.devices.size
@@ -148,6 +169,9 @@ def run_population(
     hparams = _put(_pad(population.hparams, padded), sharding)
     num_iterations = trainer.num_iterations
     chunk = chunk_size(num_iterations, chunk_iterations)
+    first = 0 if resume is None else resume.iteration
+    if first % chunk or not 0 <= first <= num_iterations:
+        raise ValueError(f"cannot resume at iteration {first}: not a chunk boundary of {chunk} in {num_iterations}")
 
     init = _over_members(trainer.init, padded)
     init_fn = jax.jit(init, in_shardings=(sharding, sharding), out_shardings=sharding)
@@ -159,19 +183,27 @@ def run_population(
     )
 
     start = time.perf_counter()
-    init_compiled = init_fn.lower(keys, hparams).compile()
     state_shape = jax.eval_shape(init, keys, hparams)
     state_spec = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding), state_shape)
+    init_compiled = init_fn.lower(keys, hparams).compile() if resume is None else None
     run_compiled = run_fn.lower(state_spec, hparams).compile()
     compile_seconds = time.perf_counter() - start
 
     start = time.perf_counter()
-    state = init_compiled(keys, hparams)
-    chunks = []
-    for done in range(chunk, num_iterations + 1, chunk):
+    if resume is None:
+        state = init_compiled(keys, hparams)
+        chunks = []
+    else:
+        state = _put(_pad(resume.state, padded), sharding)
+        chunks = [resume.metrics] if first else []
+    done = first
+    while done < num_iterations:
         state, metrics = run_compiled(state, hparams)
-        metrics = {k: v[:size] for k, v in _fetch(metrics).items()}
+        _wait(metrics)
+        metrics = {k: v[:size] for k, v in fetch(metrics).items()}
         chunks.append(metrics)
+        done += chunk
+        stop = chunk_fn is not None and chunk_fn(done, state, metrics)
         if progress_fn is not None:
             progress_fn(
                 {
@@ -179,21 +211,40 @@ def run_population(
                     "num_iterations": num_iterations,
                     "env_steps": done * trainer.config.batch_size,
                     "elapsed": time.perf_counter() - start,
+                    "run_iterations": done - first,
                     "members": population.members,
                     "metrics": metrics,
                 }
             )
-    state = jax.tree.map(lambda x: x[:size], _fetch(state))
+        if stop:
+            break
+    state = jax.tree.map(lambda x: x[:size], fetch(state))
     run_seconds = time.perf_counter() - start
-    metrics = {name: np.concatenate([c[name] for c in chunks], axis=1) for name in chunks[0]}
     return SweepResult(
         members=population.members,
         state=state,
-        metrics=metrics,
+        metrics=concat_metrics(chunks),
         compile_seconds=compile_seconds,
         run_seconds=run_seconds,
         num_devices=num_devices,
+        iterations=done,
     )
+
+
+def concat_metrics(chunks: Sequence[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """Joins per-chunk metrics ``name -> [P, n_k]`` along the iteration axis."""
+    return {name: np.concatenate([c[name] for c in chunks], axis=1) for name in chunks[0]} if chunks else {}
+
+
+def _wait(tree: Any) -> None:
+    """Blocks until every array of ``tree`` is computed, in short sleeps.
+
+    Unlike a blocking fetch, the sleeps let Python run signal handlers while a
+    long chunk computes, so a second Ctrl-C can abandon it at once.
+    """
+    leaves = [x for x in jax.tree.leaves(tree) if hasattr(x, "is_ready")]
+    while not all(x.is_ready() for x in leaves):
+        time.sleep(0.01)
 
 
 def _over_members(fn: Callable, size: int) -> Callable:
@@ -233,6 +284,11 @@ def run_experiment(
         results.append(run_population(
             trainer, pop, chunk_iterations=config.sweep.chunk_iterations, devices=devices, progress_fn=progress_fn
         ))
+    return join_results(results)
+
+
+def join_results(results: Sequence[SweepResult]) -> SweepResult:
+    """One population from the results of its static points, in order (members keep their index)."""
     if len(results) == 1:
         return results[0]
     structures = {jax.tree.structure(r.state) for r in results}
@@ -246,6 +302,7 @@ def run_experiment(
         compile_seconds=sum(r.compile_seconds for r in results),
         run_seconds=sum(r.run_seconds for r in results),
         num_devices=results[0].num_devices,
+        iterations=min(r.iterations for r in results),
     )
 
 
@@ -263,6 +320,12 @@ def final_returns(metrics: dict[str, np.ndarray], fraction: float = 0.05) -> np.
     return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
 
 
+def diverged_members(result: SweepResult) -> dict[int, int]:
+    """``{member index: iteration it diverged at}`` for members whose parameters or losses became non-finite."""
+    at = np.asarray(result.state.diverged_at).reshape(-1)
+    return {m["member"]: int(i) for m, i in zip(result.members, at) if i >= 0}
+
+
 def checkpoint_tree(state: TrainState) -> dict[str, Any]:
     """What is saved of each member: parameters, optimiser and normaliser state, key, iteration."""
     return {
@@ -271,5 +334,6 @@ def checkpoint_tree(state: TrainState) -> dict[str, Any]:
         "normalizer": state.normalizer,
         "key": state.key,
         "iteration": state.iteration,
+        "diverged_at": state.diverged_at,
     }
 

@@ -409,6 +409,21 @@ def save_checkpoint(path: PathLike, tree: Any) -> None:
             shutil.rmtree(leftover, ignore_errors=True)
 
 
+def _missing_checkpoint_parts(p: pathlib.Path) -> str | None:
+    """Names what an orbax (OCDBT) checkpoint directory lacks, or None; checked before orbax reads it.
+
+    Orbax fails on a missing data folder only after its background event loop has
+    printed pages of tracebacks, so the layout is checked first.
+    """
+    if not (p / "_METADATA").is_file():
+        return "its _METADATA file is"
+    if (p / "manifest.ocdbt").is_file():
+        data = p / "d"
+        if not data.is_dir() or not any(data.iterdir()):
+            return "its data folder d/ is"
+    return None
+
+
 def restore_checkpoint(path: PathLike, target: Any = None) -> Any:
     """Restore a checkpoint written by :func:`save_checkpoint`.
 
@@ -432,6 +447,9 @@ def restore_checkpoint(path: PathLike, target: Any = None) -> Any:
     if not p.is_dir():
         reason = "no such checkpoint directory" if not p.exists() else "not a directory"
         raise ValueError(f"cannot read checkpoint {path}: {reason}")
+    missing = _missing_checkpoint_parts(p)
+    if missing:
+        raise ValueError(f"cannot read checkpoint {path}: {missing} missing (an incomplete or damaged checkpoint)")
     try:
         with ocp.StandardCheckpointer() as ckptr:
             if target is None:
