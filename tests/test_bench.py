@@ -150,3 +150,14 @@ def test_regularizer_cost_runs_at_tiny_sizes(tmp_path):
     for r in rows:
         for key in ("update_s", "update_sr_s", "update_ratio", "iteration_s", "iteration_sr_s", "iteration_ratio"):
             assert _positive(r[key]), (r["algorithm"], key)
+
+
+def test_checkpoint_cost_runs_at_tiny_sizes(tmp_path):
+    cmd = [sys.executable, "-m", "bench.checkpoint_cost", "--tiny", "--reps", "1", "--out", str(tmp_path)]
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    (path,) = tmp_path.glob("checkpoint-*-tiny-*.json")
+    row = json.loads(path.read_text())["result"]
+    assert row["checkpoints_per_run"] == row["iterations"] // 1 or row["checkpoints_per_run"] >= 2
+    for key in ("seconds_per_checkpoint", "checkpoint_bytes", "run_s_every_chunk", "run_s_at_end", "overhead_ratio"):
+        assert _positive(row[key]), key
