@@ -6,13 +6,14 @@ Usage (from the repository root)::
     python -m bench.checkpoint_cost --config configs/paper/pendulum_v1.yaml --total-timesteps 1e6
 
 Side by side in one process, ``--reps`` rounds each run the same experiment through
-:func:`rpo_jax.durable.run_durable` twice, alternating: with the default policy (a
-checkpoint after every chunk) and with checkpoints only at the end (``every_chunks = 0``),
-each into a fresh run directory. Both write ``metrics.csv`` after every chunk, so the
-difference is the checkpoints alone. Reported: the median seconds per checkpoint (the
-whole population state and the metric history through orbax, synchronous), the size of
-one checkpoint, the median run time of both policies and the overhead ratio. Compile time
-is excluded (the persistent cache serves the repeats). Writes
+:func:`rpo_jax.durable.run_durable` twice, alternating: with a checkpoint after every chunk
+(the most a user can ask for) and with checkpoints only at the end, each into a fresh run
+directory. Both write ``metrics.csv`` after every chunk, so the difference is the
+checkpoints alone. Reported: the median seconds per checkpoint (the whole population state
+and the metric history through orbax, synchronous), the size of one checkpoint, the median
+run time of both policies and their ratio, and the share of run time at the default period
+(one save per ``CheckpointPolicy().every_minutes`` of training: seconds per checkpoint over
+that period). Compile time is excluded (the persistent cache serves the repeats). Writes
 ``bench/results/checkpoint-<backend>-<date>.json``.
 """
 
@@ -80,7 +81,9 @@ def main(argv=None) -> int:
                            "train.update_epochs": 1, "train.total_timesteps": 1024, "sweep.seeds": 2}.items():
             cfgmod.set_value(data, key, value)
     config = cfgmod.config_from_dict(data)
-    every_chunk, at_end = durable.CheckpointPolicy(every_chunks=1), durable.CheckpointPolicy(every_chunks=0)
+    every_chunk = durable.CheckpointPolicy(every_chunks=1, every_minutes=0)
+    at_end = durable.CheckpointPolicy(every_chunks=0, every_minutes=0)
+    default_period_s = 60.0 * durable.CheckpointPolicy().every_minutes
     _run(config, every_chunk)  # compile once (the cache serves the rest) and warm up
     times = {"every_chunk": [], "at_end": []}
     saves: list[float] = []
@@ -98,12 +101,15 @@ def main(argv=None) -> int:
         "seconds_per_checkpoint": statistics.median(saves), "checkpoint_bytes": size,
         "run_s_every_chunk": medians["every_chunk"], "run_s_at_end": medians["at_end"],
         "overhead_ratio": medians["every_chunk"] / medians["at_end"],
+        "default_period_s": default_period_s,
+        "default_period_share": statistics.median(saves) / default_period_s,
     }
     print(f"checkpoint cost on {jax.devices()[0].device_kind} ({jax.default_backend()}), {args.config}, "
           f"{row['members']} members x {row['iterations']} iterations, median of {args.reps} alternating rounds")
     print(f"  {row['seconds_per_checkpoint'] * 1e3:.1f} ms per checkpoint ({size / 1e6:.2f} MB), "
           f"{chunks} per run; run {row['run_s_every_chunk']:.2f} s with a checkpoint every chunk vs "
-          f"{row['run_s_at_end']:.2f} s at the end only: x{row['overhead_ratio']:.3f}")
+          f"{row['run_s_at_end']:.2f} s at the end only: x{row['overhead_ratio']:.3f}; at the default period "
+          f"(one per {default_period_s:.0f} s) {100 * row['default_period_share']:.2f} % of run time")
     os.makedirs(args.out, exist_ok=True)
     stamp = datetime.date.today().isoformat()
     path = os.path.join(args.out, f"checkpoint-{jax.default_backend()}{'-tiny' if args.tiny else ''}-{stamp}.json")

@@ -1,11 +1,13 @@
-"""``rpo-jax`` command line: ``train`` (one member) and ``sweep`` (a population).
+"""``rpo-jax`` command line: ``train`` (one member), ``sweep`` (a population), ``resume``.
 
     rpo-jax sweep configs/quickstart.yaml --seeds 8 --grid alpha=0,0.5 --out runs/qs
+    rpo-jax resume runs/qs
 
 Every input is checked before anything is compiled; a bad one prints a single
-line ``rpo-jax: error: ...`` and exits with status 2. An existing, non-empty
-``--out`` is never written into unless ``--overwrite`` is given, and every
-result file is replaced atomically.
+line ``rpo-jax: error: ...`` and exits with status 2. ``--out`` is a run
+directory (:mod:`rpo_jax.rundir`: one locked writer, a status file, staged
+``--overwrite``) trained by :func:`rpo_jax.durable.run_durable` (streamed
+metrics, periodic checkpoints, exact resume, clean SIGINT / SIGTERM).
 """
 
 from __future__ import annotations
@@ -47,10 +49,11 @@ def _build_parser() -> argparse.ArgumentParser:
         p.add_argument("--distributed", action="store_true",
                        help="call jax.distributed.initialize() first (multi-host; reads the usual env variables)")
         p.add_argument("--quiet", action="store_true", help="no per-chunk progress lines")
-        p.add_argument("--checkpoint-every", type=int, default=1, metavar="N",
-                       help="save the whole population state every N chunks (0: only at the end and on a stop)")
-        p.add_argument("--checkpoint-minutes", type=float, default=0.0, metavar="M",
-                       help="also save when M minutes passed since the last save (0: off)")
+        p.add_argument("--checkpoint-every", type=int, default=0, metavar="N",
+                       help="save the whole population state every N chunks (default 0: off)")
+        p.add_argument("--checkpoint-minutes", type=float, default=1.0, metavar="M",
+                       help="save after the first chunk ending M minutes after the last save (default 1; 0: off); "
+                       "a stop signal and the end of the run always save")
         p.add_argument("--keep-checkpoints", type=int, default=2, metavar="K", help="newest checkpoints kept")
 
     def common(p: argparse.ArgumentParser) -> None:
@@ -310,30 +313,28 @@ def _train(config: ExperimentConfig, claim, devices, policy, args: argparse.Name
         flush=True,
     )
     progress_fn = None if args.quiet else _progress_printer(group_names)
+    if claim is not None and args.command != "resume":
+        results.write_yaml(claim.write_dir / "config.yaml", config.to_dict())
     if claim is None or jax.process_count() > 1:  # nothing to checkpoint into (multi-host: issue "Scale out")
         result = population.run_experiment(config, devices=devices, progress_fn=progress_fn)
         return _finish(config, result, claim, size, group_names)
 
     run_dir = claim.write_dir
-    if args.command != "resume":
-        results.write_yaml(run_dir / "config.yaml", config.to_dict())
-    fields = {"command": " ".join(["rpo-jax", *sys.argv[1:]]) if sys.argv else args.command,
-              "devices": len(devices), "num_iterations": config.train.num_iterations}
-    last = {"progress": None}
 
     def on_progress(progress) -> None:
-        last["progress"] = progress
         rundir.write_status(run_dir, "running", **_status_fields(progress))
 
-    rundir.write_status(run_dir, "running", **fields, **({} if args.command == "resume" else {"iteration": 0,
-                        "checkpoint_iteration": 0, "point": 0, "points": compiles}))
-    stopped = None
+    start = {} if args.command == "resume" else {"iteration": 0, "checkpoint_iteration": 0, "point": 0,
+                                                 "points": compiles}
+    rundir.write_status(run_dir, "running", command=" ".join(["rpo-jax", *args.argv]), devices=len(devices),
+                        num_iterations=config.train.num_iterations, **start)
     try:
-        with durable.StopSignals() as stop:
+        with durable.StopSignals() as stop:  # a signal while finishing waits for the results to be written
             result = durable.run_durable(
                 config, run_dir, devices=devices, policy=policy, stop=stop,
                 progress_fn=progress_fn, on_progress=on_progress,
             )
+            return _finish(config, result, claim, size, group_names)
     except durable.Stopped as err:
         stopped, how = err.signum, "stopped after the current chunk"
     except durable.Abandoned as err:
@@ -342,16 +343,13 @@ def _train(config: ExperimentConfig, claim, devices, policy, args: argparse.Name
         rundir.write_status(run_dir, "failed", reason=results.one_line(err))
         claim.release()
         raise
-    if stopped is not None:
-        name = signal.Signals(stopped).name
-        status = rundir.write_status(run_dir, "interrupted", reason=f"{name}: {how}")
-        claim.release()
-        print(f"rpo-jax: interrupted by {name} ({how}); saved up to iteration "
-              f"{status.get('checkpoint_iteration', 0)}/{status['num_iterations']}"
-              + (f" of static point {status['point'] + 1}/{status['points']}" if status.get("points", 1) > 1 else "")
-              + f"; resume with: rpo-jax resume {claim.out}", file=sys.stderr, flush=True)
-        return 128 + stopped
-    return _finish(config, result, claim, size, group_names)
+    name = signal.Signals(stopped).name
+    status = rundir.write_status(run_dir, "interrupted", reason=f"{name}: {how}")
+    claim.release()
+    point = f" of static point {status['point'] + 1}/{status['points']}" if status.get("points", 1) > 1 else ""
+    print(f"rpo-jax: interrupted by {name} ({how}); saved up to iteration {status.get('checkpoint_iteration', 0)}/"
+          f"{status['num_iterations']}{point}; resume with: rpo-jax resume {claim.out}", file=sys.stderr, flush=True)
+    return 128 + stopped
 
 
 def _status_fields(progress) -> dict[str, Any]:
@@ -426,9 +424,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return importlib.import_module(f"rpo_jax.{argv[0]}").main(argv[1:])
     try:
         args = _build_parser().parse_args(argv)
+        args.argv = argv
         return resume(args) if args.command == "resume" else run(args)
     except KeyboardInterrupt:  # before or outside a run directory: nothing to save
-        print("rpo-jax: interrupted (SIGINT); nothing was written", file=sys.stderr)
+        print("rpo-jax: interrupted (SIGINT)", file=sys.stderr)
         return 128 + signal.SIGINT
 
 

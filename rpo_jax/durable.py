@@ -5,8 +5,9 @@ result is lost to a crash, a kill or a Ctrl-C:
 
 * after every chunk, ``metrics.csv`` is rewritten (atomically) with every
   iteration so far, and ``status.json`` says how far the run got;
-* every ``CheckpointPolicy.every_chunks`` chunks and/or ``every_minutes``
-  minutes, and at the end of each static point, the whole population state
+* every ``CheckpointPolicy.every_minutes`` minutes (default 1; an orbax save of a
+  small population takes ~0.14 s on a CPU core, ``bench/RESULTS.md``) and/or every
+  ``every_chunks`` chunks, at the end of each static point and on a stop signal, the whole population state
   (parameters, optimiser, normaliser, env states, keys, iteration) and the metric
   history are saved with orbax's ``CheckpointManager`` under
   ``resume/point-<k>/<iteration>/`` (the newest ``keep`` kept);
@@ -42,8 +43,10 @@ RESUME_DIR = "resume"
 class CheckpointPolicy:
     """When the population state is saved while training."""
 
-    every_chunks: int = 1  # after every N-th chunk (0: only at the end of each static point and on a stop)
-    every_minutes: float = 0.0  # also when this many minutes passed since the last save (0: off)
+    every_chunks: int = 0  # after every N-th chunk (0: off)
+    # after the first chunk that ends this many minutes after the last save (0: off). With both off,
+    # saves happen only at the end of each static point and on a stop signal.
+    every_minutes: float = 1.0
     keep: int = 2  # newest checkpoints kept per static point
 
     def due(self, chunks_done: int, seconds_since_save: float) -> bool:

@@ -435,6 +435,14 @@ def _md_escape(text: str) -> str:
     return text.replace("|", "\\|")
 
 
+def _source_label(path) -> str:
+    """A run directory for the table's sources, with its status when the run is not complete."""
+    status = rundir.read_status(path)
+    if status is None or status["state"] == "complete":
+        return f"`{path}`"
+    return f"`{path}` (**{status['state']}** at iteration {status.get('iteration')}/{status.get('num_iterations')})"
+
+
 def _final_returns_md(stats: pd.DataFrame, envs: list[str], variants: list[str], fraction: float,
                       sources: list[str], n_nan: int, diverged: list[str]) -> str:
     lines = [
@@ -472,7 +480,7 @@ def _final_returns_md(stats: pd.DataFrame, envs: list[str], variants: list[str],
     if n_nan:
         lines.append(f"{n_nan} member(s) finished no episode in the final window and are not counted in n.")
         lines.append("")
-    lines.append("Sources: " + ", ".join(f"`{s}`" for s in sources))
+    lines.append("Sources: " + ", ".join(sources))
     lines.append("")
     return "\n".join(lines)
 
@@ -708,7 +716,7 @@ def make_report(
     )
     stats["std"] = stats["std"].where(stats["n"] > 0)
     n_nan = int(healthy["final_return"].isna().sum())
-    sources = [str(r.path) for r in runs]
+    sources = [_source_label(r.path) for r in runs]
     diverged_lines = _diverged_lines(finals, variant_cols, several_runs=len(runs) > 1)
 
     path = out / "final_returns.md"

@@ -116,7 +116,7 @@ def test_kill9_at_a_chunk_boundary_then_resume_equals_uninterrupted(pendulum_ref
     config, reference = pendulum_reference
     out = tmp_path / "run"
     at = random.Random(os.getpid()).randrange(8, 48, 8)  # a random chunk boundary, in the message on failure
-    proc = _start(["sweep", config, "--out", str(out), "--quiet"])
+    proc = _start(["sweep", config, "--out", str(out), "--quiet", "--checkpoint-every", "1", "--checkpoint-minutes", "0"])
     _wait_for(proc, out, lambda s: s.get("checkpoint_iteration", 0) >= at)
     proc.kill()
     proc.wait()
@@ -130,7 +130,7 @@ def test_kill9_at_a_chunk_boundary_then_resume_equals_uninterrupted(pendulum_ref
 def test_kill9_mid_chunk_between_checkpoints_then_resume_equals_uninterrupted(pendulum_reference, tmp_path, capsys):
     config, reference = pendulum_reference
     out = tmp_path / "run"
-    proc = _start(["sweep", config, "--out", str(out), "--quiet", "--checkpoint-every", "2"])
+    proc = _start(["sweep", config, "--out", str(out), "--quiet", "--checkpoint-every", "2", "--checkpoint-minutes", "0"])
     # chunk 3 ends at iteration 24 without a checkpoint (saved: 16); kill while chunk 4 computes
     _wait_for(proc, out, lambda s: s.get("iteration", 0) >= 24)
     time.sleep(0.03)
@@ -231,7 +231,7 @@ def test_kill9_then_resume_equals_uninterrupted_on_brax(tmp_path):
     assert cli.main(["sweep", config, "--out", str(reference), "--quiet"]) == 0
     out = tmp_path / "run"
     at = random.Random(os.getpid()).randrange(3, 24, 3)
-    proc = _start(["sweep", config, "--out", str(out), "--quiet", "--checkpoint-every", "2"])
+    proc = _start(["sweep", config, "--out", str(out), "--quiet", "--checkpoint-every", "2", "--checkpoint-minutes", "0"])
     _wait_for(proc, out, lambda s: s.get("iteration", 0) >= at)
     proc.kill()
     proc.wait()

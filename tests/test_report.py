@@ -403,4 +403,7 @@ def test_main_refuses_an_incomplete_run_unless_allowed(tmp_path, capsys, status)
     assert report.main([str(done), str(partial), "--out", str(out), "--allow-incomplete"]) == 0
     printed = capsys.readouterr().out
     assert f"note: {partial}" in printed and "wrote" in printed
-    assert (out / "final_returns.md").is_file()
+    table = (out / "final_returns.md").read_text()
+    assert f"`{done}` (" not in table  # a complete run carries no status mark
+    if status is not None:  # the table says which run was unfinished, and how far it got
+        assert f"`{partial}` (**{status if status != 'running' else 'interrupted'}** at iteration" in table

@@ -224,6 +224,16 @@ def test_bad_run_dirs_exit_2_with_one_line(run_dir, tmp_path, capsys, no_compile
     assert not os.path.exists(no_ckpt / "robustness")
 
 
+def test_a_checkpoint_without_its_data_folder_is_one_line(run_dir, tmp_path, capsys):
+    damaged = tmp_path / "damaged"  # a checkpoint without its data folder: one line, no asyncio tracebacks
+    shutil.copytree(run_dir, damaged, ignore=shutil.ignore_patterns("robustness"))
+    shutil.rmtree(damaged / "checkpoint" / "d")
+    assert robustness.main([str(damaged)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "data folder d/ is missing" in err and "Traceback" not in err, err
+    assert not os.path.exists(damaged / "robustness")
+
+
 # ----------------------------------------------------------------------------- diverged members
 
 
