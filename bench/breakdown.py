@@ -135,23 +135,39 @@ def main(argv=None) -> int:
             times[name].append(time.perf_counter() - start)
 
     device = jax.devices()[0]
-    print(f"{args.env}: {n} envs x {steps} steps per iteration, {config.num_minibatches} minibatches x "
-          f"{config.update_epochs} epochs, on {device.device_kind} ({jax.default_backend()}); "
-          f"{args.reps} interleaved rounds")
+    print(
+        f"{args.env}: {n} envs x {steps} steps per iteration, {config.num_minibatches} minibatches x "
+        f"{config.update_epochs} epochs, on {device.device_kind} ({jax.default_backend()}); "
+        f"{args.reps} interleaved rounds"
+    )
     print(f"{'program':>22} | {'median ms':>9} | {'fastest ms':>10} | {'compile s':>9}")
     rows = []
     for name, ts in times.items():
-        row = {"program": name, "median_ms": 1e3 * statistics.median(ts), "fastest_ms": 1e3 * min(ts),
-               "compile_s": compile_s[name], "rep_seconds": ts}
+        row = {
+            "program": name,
+            "median_ms": 1e3 * statistics.median(ts),
+            "fastest_ms": 1e3 * min(ts),
+            "compile_s": compile_s[name],
+            "rep_seconds": ts,
+        }
         rows.append(row)
         print(f"{name:>22} | {row['median_ms']:9.1f} | {row['fastest_ms']:10.1f} | {row['compile_s']:9.1f}")
     os.makedirs(args.out, exist_ok=True)
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%d-%H%M%S")
     path = os.path.join(args.out, f"breakdown-{jax.default_backend()}-{stamp}.json")
-    record = {"env": args.env, "device": device.device_kind, "backend": jax.default_backend(),
-              "jax": jax.__version__, "num_envs": n, "num_steps": steps,
-              "num_minibatches": config.num_minibatches, "update_epochs": config.update_epochs,
-              "members": members, "reps": args.reps, "rows": rows}
+    record = {
+        "env": args.env,
+        "device": device.device_kind,
+        "backend": jax.default_backend(),
+        "jax": jax.__version__,
+        "num_envs": n,
+        "num_steps": steps,
+        "num_minibatches": config.num_minibatches,
+        "update_epochs": config.update_epochs,
+        "members": members,
+        "reps": args.reps,
+        "rows": rows,
+    }
     with open(path + ".tmp", "w", encoding="utf-8") as f:
         json.dump(record, f, indent=2)
     os.replace(path + ".tmp", path)

@@ -77,8 +77,14 @@ def main(argv=None) -> int:
     if args.chunk:
         cfgmod.set_value(data, "sweep.chunk_iterations", args.chunk)
     if args.tiny:
-        for key, value in {"train.num_envs": 2, "train.num_steps": 64, "train.num_minibatches": 2,
-                           "train.update_epochs": 1, "train.total_timesteps": 1024, "sweep.seeds": 2}.items():
+        for key, value in {
+            "train.num_envs": 2,
+            "train.num_steps": 64,
+            "train.num_minibatches": 2,
+            "train.update_epochs": 1,
+            "train.total_timesteps": 1024,
+            "sweep.seeds": 2,
+        }.items():
             cfgmod.set_value(data, key, value)
     config = cfgmod.config_from_dict(data)
     every_chunk = durable.CheckpointPolicy(every_chunks=1, every_minutes=0)
@@ -96,25 +102,38 @@ def main(argv=None) -> int:
     medians = {name: statistics.median(ts) for name, ts in times.items()}
     chunks = len(saves) // args.reps
     row = {
-        "config": args.config, "members": len(config.sweep.members(config.hparams)),
-        "iterations": config.train.num_iterations, "checkpoints_per_run": chunks,
-        "seconds_per_checkpoint": statistics.median(saves), "checkpoint_bytes": size,
-        "run_s_every_chunk": medians["every_chunk"], "run_s_at_end": medians["at_end"],
+        "config": args.config,
+        "members": len(config.sweep.members(config.hparams)),
+        "iterations": config.train.num_iterations,
+        "checkpoints_per_run": chunks,
+        "seconds_per_checkpoint": statistics.median(saves),
+        "checkpoint_bytes": size,
+        "run_s_every_chunk": medians["every_chunk"],
+        "run_s_at_end": medians["at_end"],
         "overhead_ratio": medians["every_chunk"] / medians["at_end"],
         "default_period_s": default_period_s,
         "default_period_share": statistics.median(saves) / default_period_s,
     }
-    print(f"checkpoint cost on {jax.devices()[0].device_kind} ({jax.default_backend()}), {args.config}, "
-          f"{row['members']} members x {row['iterations']} iterations, median of {args.reps} alternating rounds")
-    print(f"  {row['seconds_per_checkpoint'] * 1e3:.1f} ms per checkpoint ({size / 1e6:.2f} MB), "
-          f"{chunks} per run; run {row['run_s_every_chunk']:.2f} s with a checkpoint every chunk vs "
-          f"{row['run_s_at_end']:.2f} s at the end only: x{row['overhead_ratio']:.3f}; at the default period "
-          f"(one per {default_period_s:.0f} s) {100 * row['default_period_share']:.2f} % of run time")
+    print(
+        f"checkpoint cost on {jax.devices()[0].device_kind} ({jax.default_backend()}), {args.config}, "
+        f"{row['members']} members x {row['iterations']} iterations, median of {args.reps} alternating rounds"
+    )
+    print(
+        f"  {row['seconds_per_checkpoint'] * 1e3:.1f} ms per checkpoint ({size / 1e6:.2f} MB), "
+        f"{chunks} per run; run {row['run_s_every_chunk']:.2f} s with a checkpoint every chunk vs "
+        f"{row['run_s_at_end']:.2f} s at the end only: x{row['overhead_ratio']:.3f}; at the default period "
+        f"(one per {default_period_s:.0f} s) {100 * row['default_period_share']:.2f} % of run time"
+    )
     os.makedirs(args.out, exist_ok=True)
     stamp = datetime.date.today().isoformat()
     path = os.path.join(args.out, f"checkpoint-{jax.default_backend()}{'-tiny' if args.tiny else ''}-{stamp}.json")
-    record = {"device": jax.devices()[0].device_kind, "backend": jax.default_backend(), "jax": jax.__version__,
-              "settings": vars(args), "result": row}
+    record = {
+        "device": jax.devices()[0].device_kind,
+        "backend": jax.default_backend(),
+        "jax": jax.__version__,
+        "settings": vars(args),
+        "result": row,
+    }
     with open(path + ".tmp", "w") as f:
         json.dump(record, f, indent=2)
     os.replace(path + ".tmp", path)

@@ -17,7 +17,8 @@ Side by side in one process, on the same train state and rollout batch:
 
 Every program (five configurations x update and iteration) is compiled ahead of
 time and run once untimed; then ``--reps`` rounds call each program once, so
-background load hits them alike, and the median of each is reported. Prints a table and writes ``bench/results/regularizer-<device>-<date>.json``.
+background load hits them alike, and the median of each is reported. Prints a table and
+writes ``bench/results/regularizer-<device>-<date>.json``.
 """
 
 from __future__ import annotations
@@ -89,8 +90,12 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     base = TrainConfig(
-        env=args.env, num_envs=args.num_envs, num_steps=args.num_steps, num_minibatches=args.minibatches,
-        update_epochs=args.epochs, total_timesteps=args.num_envs * args.num_steps * 10,
+        env=args.env,
+        num_envs=args.num_envs,
+        num_steps=args.num_steps,
+        num_minibatches=args.minibatches,
+        update_epochs=args.epochs,
+        total_timesteps=args.num_envs * args.num_steps * 10,
         smoothness_steps=args.steps,
     )
     rows = []
@@ -108,26 +113,42 @@ def main(argv=None) -> int:
     measured = {label: {phase: medians[(label, phase)] for phase in ("update_s", "iteration_s")} for label in configs}
     for algorithm, where in variants:
         plain, smooth = measured[("plain", algorithm)], measured[(where, algorithm)]
-        rows.append({
-            "algorithm": algorithm if algorithm == "trpo" else f"ppo/pgd-per-{where}",
-            "update_s": plain["update_s"], "update_sr_s": smooth["update_s"],
-            "update_ratio": smooth["update_s"] / plain["update_s"],
-            "iteration_s": plain["iteration_s"], "iteration_sr_s": smooth["iteration_s"],
-            "iteration_ratio": smooth["iteration_s"] / plain["iteration_s"],
-        })
+        rows.append(
+            {
+                "algorithm": algorithm if algorithm == "trpo" else f"ppo/pgd-per-{where}",
+                "update_s": plain["update_s"],
+                "update_sr_s": smooth["update_s"],
+                "update_ratio": smooth["update_s"] / plain["update_s"],
+                "iteration_s": plain["iteration_s"],
+                "iteration_sr_s": smooth["iteration_s"],
+                "iteration_ratio": smooth["iteration_s"] / plain["iteration_s"],
+            }
+        )
     device = jax.devices()[0]
-    print(f"SR^2L regulariser cost on {device.device_kind} ({jax.default_backend()}), env {args.env}, "
-          f"{args.num_envs} envs x {args.num_steps} steps, {args.minibatches} minibatches x {args.epochs} epochs, "
-          f"{args.steps} PGD steps; median of {args.reps} interleaved rounds")
-    print(f"{'algorithm':>22} | {'update s':>9} | {'+SR s':>9} | {'ratio':>6} | {'iter s':>9} | {'+SR s':>9} | {'ratio':>6}")
+    print(
+        f"SR^2L regulariser cost on {device.device_kind} ({jax.default_backend()}), env {args.env}, "
+        f"{args.num_envs} envs x {args.num_steps} steps, {args.minibatches} minibatches x {args.epochs} epochs, "
+        f"{args.steps} PGD steps; median of {args.reps} interleaved rounds"
+    )
+    print(
+        f"{'algorithm':>22} | {'update s':>9} | {'+SR s':>9} | {'ratio':>6} | "
+        f"{'iter s':>9} | {'+SR s':>9} | {'ratio':>6}"
+    )
     for r in rows:
-        print(f"{r['algorithm']:>22} | {r['update_s']:9.4f} | {r['update_sr_s']:9.4f} | {r['update_ratio']:6.2f} | "
-              f"{r['iteration_s']:9.4f} | {r['iteration_sr_s']:9.4f} | {r['iteration_ratio']:6.2f}")
+        print(
+            f"{r['algorithm']:>22} | {r['update_s']:9.4f} | {r['update_sr_s']:9.4f} | {r['update_ratio']:6.2f} | "
+            f"{r['iteration_s']:9.4f} | {r['iteration_sr_s']:9.4f} | {r['iteration_ratio']:6.2f}"
+        )
     os.makedirs(args.out, exist_ok=True)
     stamp = datetime.date.today().isoformat()
     path = os.path.join(args.out, f"regularizer-{jax.default_backend()}-{stamp}.json")
-    record = {"device": device.device_kind, "backend": jax.default_backend(), "jax": jax.__version__,
-              "settings": vars(args), "rows": rows}
+    record = {
+        "device": device.device_kind,
+        "backend": jax.default_backend(),
+        "jax": jax.__version__,
+        "settings": vars(args),
+        "rows": rows,
+    }
     with open(path + ".tmp", "w") as f:
         json.dump(record, f, indent=2, default=lambda x: float(np.asarray(x)))
     os.replace(path + ".tmp", path)

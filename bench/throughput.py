@@ -230,20 +230,53 @@ PROFILES = {
     # 2048-8192 envs is the range of Brax / PureJaxRL GPU setups; 16 steps per
     # env and iteration with 32 minibatches gives 2048-sample minibatches.
     "gpu": Profile(
-        name="gpu", envs=("brax/inverted_pendulum", "brax/ant"), num_envs=4096, num_steps=16,
-        num_minibatches=32, update_epochs=4, reps=3, train_reps=5, raw_steps=128, rep_seconds=1.0,
-        max_iterations=32, fixed_iterations=0, population_sizes=(1, 4, 16, 64), sharded_members=16,
+        name="gpu",
+        envs=("brax/inverted_pendulum", "brax/ant"),
+        num_envs=4096,
+        num_steps=16,
+        num_minibatches=32,
+        update_epochs=4,
+        reps=3,
+        train_reps=5,
+        raw_steps=128,
+        rep_seconds=1.0,
+        max_iterations=32,
+        fixed_iterations=0,
+        population_sizes=(1, 4, 16, 64),
+        sharded_members=16,
     ),
     # A 2-core CPU saturates long before this; sizes keep the whole run < 10 min.
     "cpu": Profile(
-        name="cpu", envs=("brax/inverted_pendulum", "brax/ant"), num_envs=256, num_steps=16,
-        num_minibatches=4, update_epochs=4, reps=9, train_reps=15, raw_steps=32, rep_seconds=1.5,
-        max_iterations=16, fixed_iterations=0, population_sizes=(1, 4, 16, 64), sharded_members=16,
+        name="cpu",
+        envs=("brax/inverted_pendulum", "brax/ant"),
+        num_envs=256,
+        num_steps=16,
+        num_minibatches=4,
+        update_epochs=4,
+        reps=9,
+        train_reps=15,
+        raw_steps=32,
+        rep_seconds=1.5,
+        max_iterations=16,
+        fixed_iterations=0,
+        population_sizes=(1, 4, 16, 64),
+        sharded_members=16,
     ),
     "tiny": Profile(
-        name="tiny", envs=("gymnax/Pendulum-v1",), num_envs=8, num_steps=8,
-        num_minibatches=2, update_epochs=1, reps=2, train_reps=2, raw_steps=16, rep_seconds=0.0,
-        max_iterations=2, fixed_iterations=2, population_sizes=(1, 4), sharded_members=4,
+        name="tiny",
+        envs=("gymnax/Pendulum-v1",),
+        num_envs=8,
+        num_steps=8,
+        num_minibatches=2,
+        update_epochs=1,
+        reps=2,
+        train_reps=2,
+        raw_steps=16,
+        rep_seconds=0.0,
+        max_iterations=2,
+        fixed_iterations=2,
+        population_sizes=(1, 4),
+        sharded_members=4,
     ),
 }
 
@@ -430,8 +463,14 @@ def _gymnax_brax_env(short: str, episode_length: int):
             obs, s = env.reset_env(key, params)
             s = jax.tree.map(jnp.asarray, s)
             zero = jnp.zeros((), jnp.float32)
-            return State(pipeline_state=(s, rng), obs=jnp.asarray(obs, jnp.float32).reshape(-1),
-                         reward=zero, done=zero, metrics={}, info={})
+            return State(
+                pipeline_state=(s, rng),
+                obs=jnp.asarray(obs, jnp.float32).reshape(-1),
+                reward=zero,
+                done=zero,
+                metrics={},
+                info={},
+            )
 
         def step(self, state, action):
             s, rng = state.pipeline_state
@@ -439,7 +478,8 @@ def _gymnax_brax_env(short: str, episode_length: int):
             obs, s, reward, done, _ = env.step_env(key, s, action, params)
             s = jax.tree.map(lambda new, old: jnp.asarray(new, jnp.asarray(old).dtype), s, state.pipeline_state[0])
             return state.replace(
-                pipeline_state=(s, rng), obs=jnp.asarray(obs, jnp.float32).reshape(-1),
+                pipeline_state=(s, rng),
+                obs=jnp.asarray(obs, jnp.float32).reshape(-1),
                 reward=jnp.asarray(reward, jnp.float32).reshape(()),
                 done=jnp.asarray(done, jnp.float32).reshape(()),
             )
@@ -488,8 +528,9 @@ def library_batched_env(name: str, adapter: rpo_envs.Environment):
 # --------------------------------------------------------------------------- 1. raw env
 
 
-def compile_raw(name: str, adapter: rpo_envs.Environment, profile: Profile, num_envs: int,
-                log: CompileLog) -> tuple[dict[str, Any], dict[str, Timed]]:
+def compile_raw(
+    name: str, adapter: rpo_envs.Environment, profile: Profile, num_envs: int, log: CompileLog
+) -> tuple[dict[str, Any], dict[str, Timed]]:
     """AOT-compiles and warms up the raw-env programs; the caller times them (see ``main``).
 
     Returns the compile records and a :class:`Timed` per variant: ``adapter`` always,
@@ -518,8 +559,9 @@ def compile_raw(name: str, adapter: rpo_envs.Environment, profile: Profile, num_
             dones = result.terminated | result.truncated
             return (s, resets + dones), result.reward.sum() + result.final_obs.sum() + dones.sum()
 
-        (states, _), sums = jax.lax.scan(body, (states, jnp.zeros((num_envs,), jnp.int32)),
-                                         jax.random.split(sub, steps))
+        (states, _), sums = jax.lax.scan(
+            body, (states, jnp.zeros((num_envs,), jnp.int32)), jax.random.split(sub, steps)
+        )
         return states, key, total + sums.sum()
 
     states = jax.jit(jax.vmap(adapter.reset))(jax.random.split(jax.random.PRNGKey(0), num_envs))
@@ -573,8 +615,9 @@ def calibrate_iterations(profile: Profile, raw_sps: float | None, num_envs: int)
 # --------------------------------------------------------------------------- 2. rpo_jax
 
 
-def compile_rpo(adapter: rpo_envs.Environment, config: TrainConfig, iterations: int,
-                log: CompileLog) -> tuple[dict[str, Any], dict[str, Timed]]:
+def compile_rpo(
+    adapter: rpo_envs.Environment, config: TrainConfig, iterations: int, log: CompileLog
+) -> tuple[dict[str, Any], dict[str, Timed]]:
     """AOT-compiles ``trainer.init`` and ``trainer.run`` (``iterations`` per call).
 
     Returns the compile records and one :class:`Timed` per algorithm: PPO (alpha 0)
@@ -599,16 +642,26 @@ def rpo_result(info: dict[str, Any], timeds: dict[str, Timed]) -> dict[str, Any]
     out = dict(info)
     for label, alpha in (("ppo", 0.0), ("rpo", 0.5)):
         metrics = timeds[label].carry[1]
-        out[label] = {"alpha": alpha, **timeds[label].result(),
-                      "finite_loss": bool(np.all(np.isfinite(np.asarray(metrics["value_loss"]))))}
+        out[label] = {
+            "alpha": alpha,
+            **timeds[label].result(),
+            "finite_loss": bool(np.all(np.isfinite(np.asarray(metrics["value_loss"])))),
+        }
     return out
 
 
 # --------------------------------------------------------------------------- 3. Brax PPO
 
 
-def bench_brax_ppo(name: str, adapter: rpo_envs.Environment, config: TrainConfig, iterations: int,
-                   train_reps: int, log: CompileLog, between_epochs: Callable[[], None] | None = None) -> dict[str, Any]:
+def bench_brax_ppo(
+    name: str,
+    adapter: rpo_envs.Environment,
+    config: TrainConfig,
+    iterations: int,
+    train_reps: int,
+    log: CompileLog,
+    between_epochs: Callable[[], None] | None = None,
+) -> dict[str, Any]:
     """Brax PPO at matched settings; ``between_epochs`` runs on the host after each epoch.
 
     (The benchmark times one rpo_jax repetition there, so the two trainers alternate.)
@@ -637,10 +690,15 @@ def bench_brax_ppo(name: str, adapter: rpo_envs.Environment, config: TrainConfig
     callback_seconds: list[float] = []
 
     def progress(step, metrics):
-        records.append({
-            "time": time.perf_counter(), "step": int(step), "mark": log.mark(),
-            "sps": float(metrics["training/sps"]), "walltime": float(metrics["training/walltime"]),
-        })
+        records.append(
+            {
+                "time": time.perf_counter(),
+                "step": int(step),
+                "mark": log.mark(),
+                "sps": float(metrics["training/sps"]),
+                "walltime": float(metrics["training/walltime"]),
+            }
+        )
         if between_epochs is not None:
             begin = time.perf_counter()
             between_epochs()
@@ -684,15 +742,24 @@ def bench_brax_ppo(name: str, adapter: rpo_envs.Environment, config: TrainConfig
     previous_mark, previous_wall = mark, 0.0
     for r in records:
         summary = log.summary(previous_mark, r["mark"])
-        epochs_out.append({
-            "step": r["step"], "seconds": round(r["walltime"] - previous_wall, 5), "sps": r["sps"],
-            "xla_compilations": summary["xla_compilations"], "cache": summary["cache"],
-        })
+        epochs_out.append(
+            {
+                "step": r["step"],
+                "seconds": round(r["walltime"] - previous_wall, 5),
+                "sps": r["sps"],
+                "xla_compilations": summary["xla_compilations"],
+                "cache": summary["cache"],
+            }
+        )
         previous_mark, previous_wall = r["mark"], r["walltime"]
     clean = [e for e in epochs_out if e["xla_compilations"] == 0]
     compiling = [e for e in epochs_out if e["xla_compilations"] > 0]
-    out: dict[str, Any] = {"settings": settings, "epochs": epochs_out, "wall_s": round(total, 3),
-                           "compile_log": log.summary(mark)}
+    out: dict[str, Any] = {
+        "settings": settings,
+        "epochs": epochs_out,
+        "wall_s": round(total, 3),
+        "compile_log": log.summary(mark),
+    }
     if clean:
         median_time = statistics.median(e["seconds"] for e in clean)
         out["steps_per_s"] = statistics.median(e["sps"] for e in clean)  # median clean epoch
@@ -718,8 +785,16 @@ def population_hparams(members: int):
     return build_population(sweep, HParams())
 
 
-def compile_population(adapter: rpo_envs.Environment, profile: Profile, total_envs: int, members: int,
-                       devices: list, iterations: int, reps: int, log: CompileLog) -> tuple[dict[str, Any], Timed]:
+def compile_population(
+    adapter: rpo_envs.Environment,
+    profile: Profile,
+    total_envs: int,
+    members: int,
+    devices: list,
+    iterations: int,
+    reps: int,
+    log: CompileLog,
+) -> tuple[dict[str, Any], Timed]:
     """``members`` x ``total_envs / members`` envs, placed as run_population places a population.
 
     ``jit(vmap(trainer.init))`` and ``jit(vmap(trainer.run))`` with the population axis
@@ -735,15 +810,21 @@ def compile_population(adapter: rpo_envs.Environment, profile: Profile, total_en
     init = jax.jit(jax.vmap(trainer.init), in_shardings=(sharding, sharding), out_shardings=sharding)
     run = jax.jit(
         jax.vmap(lambda s, h: trainer.run(s, h, iterations)),
-        in_shardings=(sharding, sharding), out_shardings=sharding, donate_argnums=0,
+        in_shardings=(sharding, sharding),
+        out_shardings=sharding,
+        donate_argnums=0,
     )
     init_fn, init_info = _compile(init, keys, hparams, log=log)
     state = init_fn(keys, hparams)
     run_fn, run_info = _compile(run, state, hparams, log=log)
     info = {
-        "members": members, "envs_per_member": total_envs // members, "total_envs": total_envs,
-        "devices": len(devices), "iterations_per_rep": iterations,
-        "compile_init": init_info, "compile": run_info,
+        "members": members,
+        "envs_per_member": total_envs // members,
+        "total_envs": total_envs,
+        "devices": len(devices),
+        "iterations_per_rep": iterations,
+        "compile_init": init_info,
+        "compile": run_info,
     }
     return info, Timed(lambda c: run_fn(c[0], hparams), (state, None), total_envs * profile.num_steps * iterations)
 
@@ -778,8 +859,13 @@ def bench_quickstart_compile(path: Path, log: CompileLog, single_device: bool) -
         mark = log.mark()
         start = time.perf_counter()
         try:
-            run_population(trainer, population, chunk_iterations=experiment.sweep.chunk_iterations,
-                           devices=devices, progress_fn=progress)
+            run_population(
+                trainer,
+                population,
+                chunk_iterations=experiment.sweep.chunk_iterations,
+                devices=devices,
+                progress_fn=progress,
+            )
         except _StopAfterFirstChunk:
             pass
         summary = log.summary(mark)
@@ -837,51 +923,114 @@ def build_rows(result: dict[str, Any]) -> list[tuple[str, str, str, str, str, st
         a, lib = raw.get("adapter") or {}, raw.get("library") or {}
         n = raw.get("num_envs")
         if a:
-            rows.append(("raw env", name, f"rpo_jax adapter step, {n} envs", _fmt_sps(a.get("steps_per_s")),
-                         _fmt_compile(a), ""))
+            rows.append(
+                (
+                    "raw env",
+                    name,
+                    f"rpo_jax adapter step, {n} envs",
+                    _fmt_sps(a.get("steps_per_s")),
+                    _fmt_compile(a),
+                    "",
+                )
+            )
         if lib:
-            rows.append(("raw env", name, "library step (Brax training wrappers)", _fmt_sps(lib.get("steps_per_s")),
-                         _fmt_compile(lib), lib.get("error", "")[:60]))
+            rows.append(
+                (
+                    "raw env",
+                    name,
+                    "library step (Brax training wrappers)",
+                    _fmt_sps(lib.get("steps_per_s")),
+                    _fmt_compile(lib),
+                    lib.get("error", "")[:60],
+                )
+            )
         train = env.get("train") or {}
         ratios = env.get("ratios") or {}
         for label, alpha in (("ppo", 0.0), ("rpo", 0.5)):
             t = train.get(label)
             if not t:
                 continue
-            parts = [_fmt_ratio(ratios.get(f"{label}_vs_brax_ppo"), "Brax PPO"),
-                     _fmt_ratio(ratios.get(f"{label}_vs_raw"), "raw")]
-            rows.append(("train", name, f"rpo_jax {label.upper()} alpha={alpha}",
-                         _fmt_sps(t["steps_per_s"]),
-                         _fmt_compile(train.get("compile")) if label == "ppo" else "(same program)",
-                         ", ".join(p for p in parts if p)))
+            parts = [
+                _fmt_ratio(ratios.get(f"{label}_vs_brax_ppo"), "Brax PPO"),
+                _fmt_ratio(ratios.get(f"{label}_vs_raw"), "raw"),
+            ]
+            rows.append(
+                (
+                    "train",
+                    name,
+                    f"rpo_jax {label.upper()} alpha={alpha}",
+                    _fmt_sps(t["steps_per_s"]),
+                    _fmt_compile(train.get("compile")) if label == "ppo" else "(same program)",
+                    ", ".join(p for p in parts if p),
+                )
+            )
         b = env.get("brax_ppo") or {}
         if b:
             comp = b.get("compile_s_estimate")
             comp_s = "—" if comp is None else f"~{comp:.1f} ({b['compile_log']['cache']})"
-            rows.append(("train", name, "Brax PPO (matched)", _fmt_sps(b.get("steps_per_s")), comp_s,
-                         _fmt_ratio(ratios.get("brax_ppo_vs_library_raw"), "library raw") or b.get("error", "")))
+            rows.append(
+                (
+                    "train",
+                    name,
+                    "Brax PPO (matched)",
+                    _fmt_sps(b.get("steps_per_s")),
+                    comp_s,
+                    _fmt_ratio(ratios.get("brax_ppo_vs_library_raw"), "library raw") or b.get("error", ""),
+                )
+            )
     pop = result.get("population") or {}
     if pop:
         single = pop["single_run"]
-        rows.append(("population", pop["env"], f"single run of {pop['total_envs']} envs (no vmap, timed alongside)",
-                     _fmt_sps(single.get("steps_per_s")), _fmt_compile(single.get("compile")), "baseline"))
+        rows.append(
+            (
+                "population",
+                pop["env"],
+                f"single run of {pop['total_envs']} envs (no vmap, timed alongside)",
+                _fmt_sps(single.get("steps_per_s")),
+                _fmt_compile(single.get("compile")),
+                "baseline",
+            )
+        )
     for p in pop.get("runs", []):
-        rows.append(("population", pop["env"], f"{p['members']} x {p['envs_per_member']} envs (vmap)",
-                     _fmt_sps(p["steps_per_s"]), _fmt_compile(p["compile"]),
-                     _fmt_ratio(p.get("vs_single_run"), f"single run of {p['total_envs']} envs")))
+        rows.append(
+            (
+                "population",
+                pop["env"],
+                f"{p['members']} x {p['envs_per_member']} envs (vmap)",
+                _fmt_sps(p["steps_per_s"]),
+                _fmt_compile(p["compile"]),
+                _fmt_ratio(p.get("vs_single_run"), f"single run of {p['total_envs']} envs"),
+            )
+        )
     shard = result.get("sharding") or {}
     for key in ("one_device", "all_devices"):
         s = shard.get(key)
         if s:
             ratio = _fmt_ratio(shard.get("sharded_vs_single_device"), "1 device") if key == "all_devices" else ""
-            rows.append(("sharding", shard["env"], f"{s['members']} members on {s['devices']} device(s)",
-                         _fmt_sps(s["steps_per_s"]), _fmt_compile(s["compile"]), ratio))
+            rows.append(
+                (
+                    "sharding",
+                    shard["env"],
+                    f"{s['members']} members on {s['devices']} device(s)",
+                    _fmt_sps(s["steps_per_s"]),
+                    _fmt_compile(s["compile"]),
+                    ratio,
+                )
+            )
     if shard.get("skipped"):
         rows.append(("sharding", shard.get("env", ""), shard["skipped"], "—", "—", ""))
     q = result.get("quickstart") or {}
     if q.get("compile_s") is not None:
-        rows.append(("compile", q["env"], f"{q['config']} via run_population ({q['members']} members)", "—",
-                     _fmt_compile(q), f"target < {TARGETS['quickstart_compile_s']:.0f} s"))
+        rows.append(
+            (
+                "compile",
+                q["env"],
+                f"{q['config']} via run_population ({q['members']} members)",
+                "—",
+                _fmt_compile(q),
+                f"target < {TARGETS['quickstart_compile_s']:.0f} s",
+            )
+        )
     return rows
 
 
@@ -896,21 +1045,33 @@ def evaluate_targets(result: dict[str, Any]) -> dict[str, Any]:
     targets: dict[str, Any] = {}
     for name, env in result["envs"].items():
         r = (env.get("ratios") or {}).get("ppo_vs_brax_ppo")
-        targets[f"ppo_vs_brax[{name}]"] = {"value": r, "target": f">= {TARGETS['ppo_vs_brax']}",
-                                          "pass": None if r is None else r >= TARGETS["ppo_vs_brax"]}
+        targets[f"ppo_vs_brax[{name}]"] = {
+            "value": r,
+            "target": f">= {TARGETS['ppo_vs_brax']}",
+            "pass": None if r is None else r >= TARGETS["ppo_vs_brax"],
+        }
     heavy = result.get("heavy_env")
     if heavy:
         r = (result["envs"][heavy].get("ratios") or {}).get("ppo_vs_raw")
-        targets[f"train_vs_raw[{heavy}]"] = {"value": r, "target": f">= {TARGETS['train_vs_raw_heavy']}",
-                                            "pass": None if r is None else r >= TARGETS["train_vs_raw_heavy"]}
+        targets[f"train_vs_raw[{heavy}]"] = {
+            "value": r,
+            "target": f">= {TARGETS['train_vs_raw_heavy']}",
+            "pass": None if r is None else r >= TARGETS["train_vs_raw_heavy"],
+        }
     pop = result.get("population") or {}
     sixteen = [p for p in pop.get("runs", []) if p["members"] == 16]
     r = sixteen[0].get("vs_single_run") if sixteen else None
-    targets["sweep16_vs_single"] = {"value": r, "target": f">= {TARGETS['sweep16_vs_single']}",
-                                    "pass": None if r is None else r >= TARGETS["sweep16_vs_single"]}
+    targets["sweep16_vs_single"] = {
+        "value": r,
+        "target": f">= {TARGETS['sweep16_vs_single']}",
+        "pass": None if r is None else r >= TARGETS["sweep16_vs_single"],
+    }
     q = (result.get("quickstart") or {}).get("compile_s")
-    targets["quickstart_compile_s"] = {"value": q, "target": f"< {TARGETS['quickstart_compile_s']}",
-                                       "pass": None if q is None else q < TARGETS["quickstart_compile_s"]}
+    targets["quickstart_compile_s"] = {
+        "value": q,
+        "target": f"< {TARGETS['quickstart_compile_s']}",
+        "pass": None if q is None else q < TARGETS["quickstart_compile_s"],
+    }
     return targets
 
 
@@ -934,7 +1095,7 @@ def update_results_markdown(path: Path, key: str, body: str) -> None:
     text = path.read_text(encoding="utf-8") if path.exists() else header
     block = f"{begin}\n{body.rstrip()}\n{end}"
     if begin in text and end in text:
-        text = text[: text.index(begin)] + block + text[text.index(end) + len(end):]
+        text = text[: text.index(begin)] + block + text[text.index(end) + len(end) :]
     else:
         text = text.rstrip() + "\n\n" + block + "\n"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -946,26 +1107,53 @@ def update_results_markdown(path: Path, key: str, body: str) -> None:
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench.throughput", description=__doc__.split("\n\n")[0])
-    p.add_argument("--envs", help="comma-separated env names; the first is also the population env "
-                   "(default: brax/inverted_pendulum,brax/ant; --tiny: gymnax/Pendulum-v1)")
+    p.add_argument(
+        "--envs",
+        help="comma-separated env names; the first is also the population env "
+        "(default: brax/inverted_pendulum,brax/ant; --tiny: gymnax/Pendulum-v1)",
+    )
     p.add_argument("--tiny", action="store_true", help="seconds-scale sizes, for tests")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="directory of the JSON result")
-    p.add_argument("--markdown", type=Path, default=None,
-                   help=f"RESULTS.md to update (default {DEFAULT_MARKDOWN.relative_to(REPO_ROOT)}; none with --tiny)")
-    p.add_argument("--host-devices", type=int, default=_DEFAULT_HOST_DEVICES,
-                   help="CPU devices to force via XLA_FLAGS when the user did not set it (0: leave XLA_FLAGS)")
+    p.add_argument(
+        "--markdown",
+        type=Path,
+        default=None,
+        help=f"RESULTS.md to update (default {DEFAULT_MARKDOWN.relative_to(REPO_ROOT)}; none with --tiny)",
+    )
+    p.add_argument(
+        "--host-devices",
+        type=int,
+        default=_DEFAULT_HOST_DEVICES,
+        help="CPU devices to force via XLA_FLAGS when the user did not set it (0: leave XLA_FLAGS)",
+    )
     p.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE, help="persistent compilation cache")
     p.add_argument("--no-cache", action="store_true", help="disable the persistent compilation cache")
-    p.add_argument("--iterations", type=int, default=0, help="training iterations per timed repetition "
-                   "(default: calibrated from the raw-env speed)")
-    p.add_argument("--reps", type=int, default=0, help="timed repetitions of the raw-env, population and "
-                   "sharding programs (default: CPU 9, GPU 3, --tiny 2)")
-    p.add_argument("--train-reps", type=int, default=0, help="timed repetitions of each trainer in the rpo_jax "
-                   "vs Brax PPO comparison (default: CPU 15, GPU 5, --tiny 2)")
+    p.add_argument(
+        "--iterations",
+        type=int,
+        default=0,
+        help="training iterations per timed repetition (default: calibrated from the raw-env speed)",
+    )
+    p.add_argument(
+        "--reps",
+        type=int,
+        default=0,
+        help="timed repetitions of the raw-env, population and sharding programs (default: CPU 9, GPU 3, --tiny 2)",
+    )
+    p.add_argument(
+        "--train-reps",
+        type=int,
+        default=0,
+        help="timed repetitions of each trainer in the rpo_jax "
+        "vs Brax PPO comparison (default: CPU 15, GPU 5, --tiny 2)",
+    )
     p.add_argument("--num-envs", type=int, default=0, help="envs of the single runs and population total")
     p.add_argument("--population-env", help="env of the population and sharding sections (default: first env)")
-    p.add_argument("--only", default=",".join(SECTIONS),
-                   help=f"comma-separated sections to run (default all: {','.join(SECTIONS)})")
+    p.add_argument(
+        "--only",
+        default=",".join(SECTIONS),
+        help=f"comma-separated sections to run (default all: {','.join(SECTIONS)})",
+    )
     p.add_argument("--quickstart", type=Path, default=DEFAULT_QUICKSTART, help="config for the compile-time check")
     args = p.parse_args(argv)
     args.only = tuple(s.strip() for s in args.only.split(",") if s.strip())
@@ -1004,26 +1192,41 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "date_utc": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "versions": {
             "jax": jax.__version__,
-            "python": platform.python_version(), **_library_versions(),
+            "python": platform.python_version(),
+            **_library_versions(),
         },
         "device": {
-            "backend": backend, "platform": devices[0].platform, "device_kind": devices[0].device_kind,
-            "device_count": len(devices), "devices": [str(d) for d in devices],
-            "host_cpu": host_cpu(), "host_cpu_count": os.cpu_count(),
-            "xla_flags": os.environ.get("XLA_FLAGS", ""), "host_devices_forced_by": _XLA_FLAGS_SOURCE,
+            "backend": backend,
+            "platform": devices[0].platform,
+            "device_kind": devices[0].device_kind,
+            "device_count": len(devices),
+            "devices": [str(d) for d in devices],
+            "host_cpu": host_cpu(),
+            "host_cpu_count": os.cpu_count(),
+            "xla_flags": os.environ.get("XLA_FLAGS", ""),
+            "host_devices_forced_by": _XLA_FLAGS_SOURCE,
         },
         "settings": {
-            "profile": profile.name, "tiny": args.tiny, "envs": list(env_names),
-            "num_envs": profile.num_envs, "num_steps": profile.num_steps,
-            "num_minibatches": profile.num_minibatches, "update_epochs": profile.update_epochs,
-            "actor_hidden": list(profile.hidden), "critic_hidden": list(profile.hidden),
-            "reps": reps, "train_reps": train_reps, "warmup_reps": 1,
+            "profile": profile.name,
+            "tiny": args.tiny,
+            "envs": list(env_names),
+            "num_envs": profile.num_envs,
+            "num_steps": profile.num_steps,
+            "num_minibatches": profile.num_minibatches,
+            "update_epochs": profile.update_epochs,
+            "actor_hidden": list(profile.hidden),
+            "critic_hidden": list(profile.hidden),
+            "reps": reps,
+            "train_reps": train_reps,
+            "warmup_reps": 1,
             "statistic": "median over timed repetitions: raw env (adapter, library) and rpo_jax PPO and RPO "
-                         "one call each after every Brax PPO epoch (train_reps + 2), Brax PPO its compile-free "
-                         "epochs (>= train_reps); population/sharding programs `reps` each, interleaved "
-                         "round-robin",
-            "raw_scan_steps": profile.raw_steps, "population_env": population_env,
-            "population_sizes": list(profile.population_sizes), "sharded_members": profile.sharded_members,
+            "one call each after every Brax PPO epoch (train_reps + 2), Brax PPO its compile-free "
+            "epochs (>= train_reps); population/sharding programs `reps` each, interleaved "
+            "round-robin",
+            "raw_scan_steps": profile.raw_steps,
+            "population_env": population_env,
+            "population_sizes": list(profile.population_sizes),
+            "sharded_members": profile.sharded_members,
             "sections": list(args.only),
             "compilation_cache": None if args.no_cache else str(args.cache_dir),
         },
@@ -1042,9 +1245,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     rpo_programs: dict[str, dict[str, Timed]] = {}
     for name in env_names:
         adapter = adapters[name]
-        entry: dict[str, Any] = {"observation_size": adapter.observation_size, "action_size": adapter.action_size,
-                                 "episode_length": adapter.episode_length,
-                                 "raw": None, "train": None, "brax_ppo": None, "ratios": None}
+        entry: dict[str, Any] = {
+            "observation_size": adapter.observation_size,
+            "action_size": adapter.action_size,
+            "episode_length": adapter.episode_length,
+            "raw": None,
+            "train": None,
+            "brax_ppo": None,
+            "ratios": None,
+        }
         result["envs"][name] = entry
         # The raw-env programs and the rpo_jax trainers are compiled first, then timed in the
         # same rounds (one call each after every Brax PPO epoch), so the ratios between them
@@ -1076,11 +1285,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             def between():
                 for t in timed_here.values():
                     t.rep()
+
         if "brax" in args.only:
             _say(f"[{name}] Brax PPO" + (" (alternating with rpo_jax repetitions)" if between else ""))
             try:
-                entry["brax_ppo"] = bench_brax_ppo(name, adapter, config, iterations[name], train_reps, log,
-                                                   between_epochs=between)
+                entry["brax_ppo"] = bench_brax_ppo(
+                    name, adapter, config, iterations[name], train_reps, log, between_epochs=between
+                )
             except Exception as err:  # noqa: BLE001 - report, keep benchmarking
                 entry["brax_ppo"] = {"error": f"{type(err).__name__}: {err}", "steps_per_s": None}
         if timed_here:
@@ -1108,25 +1319,31 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     one_device = devices[:1]
     if "population" in args.only or "sharding" in args.only:
         if population_env in rpo_programs and pop_iters == rpo_programs[population_env]["ppo"].steps // (
-                total * profile.num_steps):
+            total * profile.num_steps
+        ):
             old = rpo_programs[population_env]["ppo"]
             single = Timed(old.fn, old.carry, old.steps)  # same compiled program, fresh timings
             single.warmed = True
             single_compile = (result["envs"][population_env]["train"] or {}).get("compile")
         else:
             _say(f"[population] single run of {total} envs")
-            info, timeds = compile_rpo(adapter, train_config(profile, population_env, total, pop_iters, reps),
-                                       pop_iters, log)
+            info, timeds = compile_rpo(
+                adapter, train_config(profile, population_env, total, pop_iters, reps), pop_iters, log
+            )
             single, single_compile = timeds["ppo"], info["compile"]
-        sizes = [s for s in profile.population_sizes
-                 if total % s == 0 and (total // s * profile.num_steps) % profile.num_minibatches == 0]
+        sizes = [
+            s
+            for s in profile.population_sizes
+            if total % s == 0 and (total // s * profile.num_steps) % profile.num_minibatches == 0
+        ]
         if "population" not in args.only:
             sizes = [s for s in sizes if s == profile.sharded_members]
         programs: dict[tuple[int, int], tuple[dict[str, Any], Timed]] = {}
         for members in sizes:
             _say(f"[population] {members} x {total // members} envs")
-            programs[(members, 1)] = compile_population(adapter, profile, total, members, one_device, pop_iters,
-                                                        reps, log)
+            programs[(members, 1)] = compile_population(
+                adapter, profile, total, members, one_device, pop_iters, reps, log
+            )
         members = profile.sharded_members
         shard: dict[str, Any] = {"env": population_env, "members": members, "devices": len(devices)}
         if "sharding" not in args.only:
@@ -1137,8 +1354,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             shard["skipped"] = f"{members} members do not split over {len(devices)} devices / {total} envs"
         else:
             _say(f"[sharding] {members} members on {len(devices)} devices")
-            programs[(members, len(devices))] = compile_population(adapter, profile, total, members, devices,
-                                                                   pop_iters, reps, log)
+            programs[(members, len(devices))] = compile_population(
+                adapter, profile, total, members, devices, pop_iters, reps, log
+            )
         _say(f"[population] timing {len(programs) + 1} programs, interleaved")
         round_robin([single] + [t for _, t in programs.values()], reps)
         single_sps = single.result()["steps_per_s"]
@@ -1148,23 +1366,30 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             runs[(members, ndev)]["vs_single_run"] = _ratio(runs[(members, ndev)]["steps_per_s"], single_sps)
         if "population" in args.only:
             result["population"] = {
-                "env": population_env, "total_envs": total, "iterations_per_rep": pop_iters,
+                "env": population_env,
+                "total_envs": total,
+                "iterations_per_rep": pop_iters,
                 "single_run_steps_per_s": single_sps,
-                "single_run": {"what": "rpo_jax PPO, jit(trainer.run) of num_envs envs, no vmap",
-                               "compile": single_compile, **single.result()},
+                "single_run": {
+                    "what": "rpo_jax PPO, jit(trainer.run) of num_envs envs, no vmap",
+                    "compile": single_compile,
+                    **single.result(),
+                },
                 "runs": [runs[(m, 1)] for m in sizes],
             }
         if shard is not None and "skipped" not in shard:
             shard["one_device"] = runs[(members, 1)]
             shard["all_devices"] = runs[(members, len(devices))]
-            shard["sharded_vs_single_device"] = _ratio(shard["all_devices"]["steps_per_s"],
-                                                       shard["one_device"]["steps_per_s"])
+            shard["sharded_vs_single_device"] = _ratio(
+                shard["all_devices"]["steps_per_s"], shard["one_device"]["steps_per_s"]
+            )
         result["sharding"] = shard
 
     if "quickstart" in args.only:
         _say(f"[quickstart] cold compile of {args.quickstart}")
-        result["quickstart"] = bench_quickstart_compile(args.quickstart, log,
-                                                        single_device=devices[0].platform == "cpu")
+        result["quickstart"] = bench_quickstart_compile(
+            args.quickstart, log, single_device=devices[0].platform == "cpu"
+        )
 
     result["targets"] = evaluate_targets(result)
     result["load_average"]["end"] = list(os.getloadavg())

@@ -52,6 +52,7 @@ def drac_penalty(
     augmented = action_distribution(action_dist, aug_loc, aug_log_scale)
     policy_term = clean.kl_divergence(augmented).mean()
     value_term = jnp.mean(
-        (critic_apply(params["critic"], augmented_obs) - jax.lax.stop_gradient(critic_apply(params["critic"], obs))) ** 2
+        (critic_apply(params["critic"], augmented_obs) - jax.lax.stop_gradient(critic_apply(params["critic"], obs)))
+        ** 2
     )
     return policy_term + value_term, {"drac_policy": policy_term, "drac_value": value_term}

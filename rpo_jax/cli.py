@@ -29,8 +29,8 @@ import numpy as np
 
 from rpo_jax import config as cfgmod
 from rpo_jax import results, rundir
-from rpo_jax.results import format_value as _fmt
 from rpo_jax.config import ConfigError, ExperimentConfig
+from rpo_jax.results import format_value as _fmt
 
 EXIT_BAD_INPUT = 2
 
@@ -46,29 +46,54 @@ def _build_parser() -> argparse.ArgumentParser:
 
     def running(p: argparse.ArgumentParser) -> None:
         p.add_argument("--devices", type=int, help="shard the population over the first N devices (default all)")
-        p.add_argument("--distributed", action="store_true",
-                       help="call jax.distributed.initialize() first (multi-host; reads the usual env variables)")
+        p.add_argument(
+            "--distributed",
+            action="store_true",
+            help="call jax.distributed.initialize() first (multi-host; reads the usual env variables)",
+        )
         p.add_argument("--quiet", action="store_true", help="no per-chunk progress lines")
-        p.add_argument("--checkpoint-every", type=int, default=0, metavar="N",
-                       help="save the whole population state every N chunks (default 0: off)")
-        p.add_argument("--checkpoint-minutes", type=float, default=1.0, metavar="M",
-                       help="save after the first chunk ending M minutes after the last save (default 1; 0: off); "
-                       "a stop signal and the end of the run always save")
+        p.add_argument(
+            "--checkpoint-every",
+            type=int,
+            default=0,
+            metavar="N",
+            help="save the whole population state every N chunks (default 0: off)",
+        )
+        p.add_argument(
+            "--checkpoint-minutes",
+            type=float,
+            default=1.0,
+            metavar="M",
+            help="save after the first chunk ending M minutes after the last save (default 1; 0: off); "
+            "a stop signal and the end of the run always save",
+        )
         p.add_argument("--keep-checkpoints", type=int, default=2, metavar="K", help="newest checkpoints kept")
 
     def common(p: argparse.ArgumentParser) -> None:
         p.add_argument("config", help="YAML config (see configs/)")
         p.add_argument("--out", help="output directory (config, status, metrics, curves, checkpoints)")
-        p.add_argument("--overwrite", action="store_true",
-                       help="replace the results in an existing --out once the new run completes")
-        p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                       help="override a config value, e.g. --set train.num_envs=8 (repeatable)")
+        p.add_argument(
+            "--overwrite",
+            action="store_true",
+            help="replace the results in an existing --out once the new run completes",
+        )
+        p.add_argument(
+            "--set",
+            dest="overrides",
+            action="append",
+            default=[],
+            metavar="SECTION.KEY=VALUE",
+            help="override a config value, e.g. --set train.num_envs=8 (repeatable)",
+        )
         p.add_argument("--env", help="shorthand for --set train.env=NAME")
         p.add_argument("--total-timesteps", type=float, help="shorthand for --set train.total_timesteps=N")
         p.add_argument("--chunk", type=int, help="iterations per progress report (sweep.chunk_iterations)")
         running(p)
-        p.add_argument("--reduced", action="store_true",
-                       help="apply the config's 'reduced' section: the same experiment at a CPU-sized budget")
+        p.add_argument(
+            "--reduced",
+            action="store_true",
+            help="apply the config's 'reduced' section: the same experiment at a CPU-sized budget",
+        )
 
     train = sub.add_parser("train", help="train one member (seed and hparams from the config; sweep section ignored)")
     common(train)
@@ -77,8 +102,13 @@ def _build_parser() -> argparse.ArgumentParser:
     sweep = sub.add_parser("sweep", help="train a population: seeds x grid in one compiled program")
     common(sweep)
     sweep.add_argument("--seeds", help="number of seeds (0..N-1) or a comma-separated list")
-    sweep.add_argument("--grid", nargs="+", default=[], metavar="NAME=V1,V2",
-                       help="sweep hyperparameters, e.g. --grid alpha=0,0.5 ent_coef=0,0.01")
+    sweep.add_argument(
+        "--grid",
+        nargs="+",
+        default=[],
+        metavar="NAME=V1,V2",
+        help="sweep hyperparameters, e.g. --grid alpha=0,0.5 ent_coef=0,0.01",
+    )
     resume = sub.add_parser("resume", help="continue an interrupted train/sweep from its newest checkpoint")
     resume.add_argument("run_dir", help="the --out directory of the interrupted run")
     running(resume)
@@ -276,9 +306,11 @@ def resume(args: argparse.Namespace) -> int:
         return _error(err)
     where = f"iteration {status.get('checkpoint_iteration', 0)}/{status.get('num_iterations')}"
     note = f" ({status['reason']})" if status.get("reason") else ""
-    print(f"rpo-jax resume: {args.run_dir} was {status['state']}{note}; continuing from its checkpoint at {where}"
-          + (f" on {len(devices)} devices instead of {ran_on}: not bit for bit" if ran_on != len(devices) else ""),
-          flush=True)
+    print(
+        f"rpo-jax resume: {args.run_dir} was {status['state']}{note}; continuing from its checkpoint at {where}"
+        + (f" on {len(devices)} devices instead of {ran_on}: not bit for bit" if ran_on != len(devices) else ""),
+        flush=True,
+    )
     return _train(config, claim, devices, policy, args)
 
 
@@ -324,15 +356,27 @@ def _train(config: ExperimentConfig, claim, devices, policy, args: argparse.Name
     def on_progress(progress) -> None:
         rundir.write_status(run_dir, "running", **_status_fields(progress))
 
-    start = {} if args.command == "resume" else {"iteration": 0, "checkpoint_iteration": 0, "point": 0,
-                                                 "points": compiles}
-    rundir.write_status(run_dir, "running", command=" ".join(["rpo-jax", *args.argv]), devices=len(devices),
-                        num_iterations=config.train.num_iterations, **start)
+    start = (
+        {} if args.command == "resume" else {"iteration": 0, "checkpoint_iteration": 0, "point": 0, "points": compiles}
+    )
+    rundir.write_status(
+        run_dir,
+        "running",
+        command=" ".join(["rpo-jax", *args.argv]),
+        devices=len(devices),
+        num_iterations=config.train.num_iterations,
+        **start,
+    )
     try:
         with durable.StopSignals() as stop:  # a signal while finishing waits for the results to be written
             result = durable.run_durable(
-                config, run_dir, devices=devices, policy=policy, stop=stop,
-                progress_fn=progress_fn, on_progress=on_progress,
+                config,
+                run_dir,
+                devices=devices,
+                policy=policy,
+                stop=stop,
+                progress_fn=progress_fn,
+                on_progress=on_progress,
             )
             return _finish(config, result, claim, size, group_names)
     except durable.Stopped as err:
@@ -347,14 +391,22 @@ def _train(config: ExperimentConfig, claim, devices, policy, args: argparse.Name
     status = rundir.write_status(run_dir, "interrupted", reason=f"{name}: {how}")
     claim.release()
     point = f" of static point {status['point'] + 1}/{status['points']}" if status.get("points", 1) > 1 else ""
-    print(f"rpo-jax: interrupted by {name} ({how}); saved up to iteration {status.get('checkpoint_iteration', 0)}/"
-          f"{status['num_iterations']}{point}; resume with: rpo-jax resume {claim.out}", file=sys.stderr, flush=True)
+    print(
+        f"rpo-jax: interrupted by {name} ({how}); saved up to iteration {status.get('checkpoint_iteration', 0)}/"
+        f"{status['num_iterations']}{point}; resume with: rpo-jax resume {claim.out}",
+        file=sys.stderr,
+        flush=True,
+    )
     return 128 + stopped
 
 
 def _status_fields(progress) -> dict[str, Any]:
-    return {"point": progress.point, "points": progress.points, "iteration": progress.iteration,
-            "checkpoint_iteration": progress.checkpoint_iteration}
+    return {
+        "point": progress.point,
+        "points": progress.points,
+        "iteration": progress.iteration,
+        "checkpoint_iteration": progress.checkpoint_iteration,
+    }
 
 
 def _finish(config: ExperimentConfig, result, claim, size: int, group_names: list[str]) -> int:
@@ -376,8 +428,10 @@ def _finish(config: ExperimentConfig, result, claim, size: int, group_names: lis
         "final_return": _group_summary(result.members, group_names, finals, diverged),
         "diverged": [{**m, "diverged_at": diverged[m["member"]]} for m in result.members if m["member"] in diverged],
     }
-    print(f"compile {result.compile_seconds:.1f}s, run {result.run_seconds:.1f}s "
-          f"({summary['env_steps_per_second']:,.0f} env steps/s)")
+    print(
+        f"compile {result.compile_seconds:.1f}s, run {result.run_seconds:.1f}s "
+        f"({summary['env_steps_per_second']:,.0f} env steps/s)"
+    )
     for row in summary["final_return"]:
         label = ", ".join(f"{n}={_fmt(row[n])}" for n in group_names) or "all members"
         gone = f"; {row['diverged']} diverged, left out" if row["diverged"] else ""
@@ -389,8 +443,9 @@ def _finish(config: ExperimentConfig, result, claim, size: int, group_names: lis
     run_dir = claim.write_dir
     _write_outputs(str(run_dir), config, result, summary)
     shutil.rmtree(run_dir / durable.RESUME_DIR, ignore_errors=True)
-    rundir.write_status(run_dir, "complete", iteration=config.train.num_iterations,
-                        checkpoint_iteration=config.train.num_iterations)
+    rundir.write_status(
+        run_dir, "complete", iteration=config.train.num_iterations, checkpoint_iteration=config.train.num_iterations
+    )
     claim.complete()
     print(f"wrote {claim.out}/ (config.yaml, status.json, metrics.csv, learning_curve.png, checkpoint/, summary.json)")
     return 0
@@ -411,8 +466,16 @@ def _group_summary(members, group_names, finals, diverged: dict[int, int]) -> li
         kept = np.asarray([f for member, f in pairs if member not in diverged], dtype=float)
         mean = float(np.nanmean(kept)) if np.any(np.isfinite(kept)) else float("nan")
         std = float(np.nanstd(kept)) if np.any(np.isfinite(kept)) else float("nan")
-        rows.append({**dict(zip(group_names, values)), "mean": mean, "std": std, "n": int(np.isfinite(kept).sum()),
-                     "diverged": len(pairs) - len(kept), "per_seed": [round(f, 2) for _, f in pairs]})
+        rows.append(
+            {
+                **dict(zip(group_names, values)),
+                "mean": mean,
+                "std": std,
+                "n": int(np.isfinite(kept).sum()),
+                "diverged": len(pairs) - len(kept),
+                "per_seed": [round(f, 2) for _, f in pairs],
+            }
+        )
     return rows
 
 

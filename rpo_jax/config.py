@@ -136,9 +136,17 @@ class TrainConfig:
             if not _is_number(value) or not value > 0:
                 raise ConfigError(f"train.{name} must be a positive number, got {value!r}")
         for name in (
-            "normalize_observations", "normalize_rewards", "bootstrap_on_truncation", "reset_pool",
-            "clip_actions", "norm_adv", "clip_vloss", "anneal_lr", "perturb_mean",
-            "smoothness", "smoothness_stop_grad_sigma",
+            "normalize_observations",
+            "normalize_rewards",
+            "bootstrap_on_truncation",
+            "reset_pool",
+            "clip_actions",
+            "norm_adv",
+            "clip_vloss",
+            "anneal_lr",
+            "perturb_mean",
+            "smoothness",
+            "smoothness_stop_grad_sigma",
         ):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"train.{name} must be true or false, got {getattr(self, name)!r}")
@@ -507,9 +515,7 @@ def config_from_dict(data: Mapping[str, Any]) -> ExperimentConfig:
         elif key == "chunk_iterations":
             sweep_kwargs["chunk_iterations"] = _as_int(value)
         else:
-            raise ConfigError(
-                f"unknown key 'sweep.{key}'; choose from seeds, grid, variants, static, chunk_iterations"
-            )
+            raise ConfigError(f"unknown key 'sweep.{key}'; choose from seeds, grid, variants, static, chunk_iterations")
     config = ExperimentConfig(train=train, hparams=hparams, sweep=SweepConfig(**sweep_kwargs))
     config.validate()
     return config
@@ -610,9 +616,7 @@ def set_value(data: dict[str, Any], dotted: str, value: Any) -> None:
     """Sets ``section.key`` (e.g. ``train.num_envs``) of a config dict in place."""
     parts = dotted.strip().split(".")
     if len(parts) != 2 or parts[0] not in _SECTIONS or not parts[1]:
-        raise ConfigError(
-            f"override key '{dotted}' must be section.key with section one of {', '.join(_SECTIONS)}"
-        )
+        raise ConfigError(f"override key '{dotted}' must be section.key with section one of {', '.join(_SECTIONS)}")
     section = data.get(parts[0]) or {}
     if not isinstance(section, dict):
         raise ConfigError(f"config section '{parts[0]}' must be a mapping, got {type(section).__name__}")

@@ -29,9 +29,7 @@ import jax.numpy as jnp
 from rpo_jax import pgd
 
 
-def gaussian_kl(
-    mean_p: jax.Array, log_std_p: jax.Array, mean_q: jax.Array, log_std_q: jax.Array
-) -> jax.Array:
+def gaussian_kl(mean_p: jax.Array, log_std_p: jax.Array, mean_q: jax.Array, log_std_q: jax.Array) -> jax.Array:
     """``KL(N(mean_p, diag sigma_p^2) || N(mean_q, diag sigma_q^2))``, summed over the last axis.
 
     Closed form per dimension: ``log(sigma_q / sigma_p) + (sigma_p^2 + (mu_p - mu_q)^2) / (2 sigma_q^2) - 1/2``.
@@ -42,9 +40,7 @@ def gaussian_kl(
     return jnp.sum(log_std_q - log_std_p + 0.5 * (var_ratio + mahalanobis - 1.0), axis=-1)
 
 
-def jeffreys_gaussian(
-    mean_p: jax.Array, log_std_p: jax.Array, mean_q: jax.Array, log_std_q: jax.Array
-) -> jax.Array:
+def jeffreys_gaussian(mean_p: jax.Array, log_std_p: jax.Array, mean_q: jax.Array, log_std_q: jax.Array) -> jax.Array:
     """SR^2L's ``D_J = KL(p||q) + KL(q||p)`` of two diagonal Gaussians, summed over the last axis.
 
     Closed form per dimension (the log terms cancel)::

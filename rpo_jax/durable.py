@@ -187,18 +187,41 @@ def run_durable(
             resume = _restore(manager, state_shape(trainer, pop.size))
             saved["iteration"] = resume.iteration if resume is not None else 0
             if resume is not None and resume.iteration == trainer.num_iterations:
-                finished.append(population.SweepResult(
-                    members=pop.members, state=resume.state, metrics=resume.metrics, compile_seconds=0.0,
-                    run_seconds=0.0, num_devices=len(devices or jax.devices()), iterations=resume.iteration,
-                ))
+                finished.append(
+                    population.SweepResult(
+                        members=pop.members,
+                        state=resume.state,
+                        metrics=resume.metrics,
+                        compile_seconds=0.0,
+                        run_seconds=0.0,
+                        num_devices=len(devices or jax.devices()),
+                        iterations=resume.iteration,
+                    )
+                )
                 continue
             if stop is not None and stop.signum is not None:  # stopped before this point started
                 raise Stopped(stop.signum, report(saved["iteration"]))
-            chunk_fn = _chunk_fn(trainer, pop, manager, resume, config=config, run_dir=run_dir, done=finished,
-                                 policy=policy, stop=stop, saved=saved, report=report)
+            chunk_fn = _chunk_fn(
+                trainer,
+                pop,
+                manager,
+                resume,
+                config=config,
+                run_dir=run_dir,
+                done=finished,
+                policy=policy,
+                stop=stop,
+                saved=saved,
+                report=report,
+            )
             result = population.run_population(
-                trainer, pop, chunk_iterations=config.sweep.chunk_iterations, devices=devices,
-                progress_fn=progress_fn, resume=resume, chunk_fn=chunk_fn,
+                trainer,
+                pop,
+                chunk_iterations=config.sweep.chunk_iterations,
+                devices=devices,
+                progress_fn=progress_fn,
+                resume=resume,
+                chunk_fn=chunk_fn,
             )
         finally:
             manager.close()

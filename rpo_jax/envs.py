@@ -306,10 +306,7 @@ def pool_starts(pool: EnvState, resets: jax.Array) -> EnvState:
 
 def _flat_obs(obs: Any) -> jax.Array:
     if not isinstance(obs, (jax.Array, np.ndarray)):
-        raise TypeError(
-            f"expected an array observation, got {type(obs).__name__}; "
-            "dict observations are not supported"
-        )
+        raise TypeError(f"expected an array observation, got {type(obs).__name__}; dict observations are not supported")
     return jnp.asarray(obs, jnp.float32).reshape(-1)
 
 
@@ -365,10 +362,7 @@ def check_env_name(name: str) -> None:
     validate command-line input before any expensive work.
     """
     if not isinstance(name, str) or "/" not in name:
-        raise ValueError(
-            f"unknown environment family {name!r}; use brax/, dmc/ or gymnax/ "
-            "(e.g. gymnax/Pendulum-v1)"
-        )
+        raise ValueError(f"unknown environment family {name!r}; use brax/, dmc/ or gymnax/ (e.g. gymnax/Pendulum-v1)")
     family, _, short = name.partition("/")
     if family not in _FAMILY_NAMES:
         raise ValueError(f"unknown environment family {name!r}; use brax/, dmc/ or gymnax/")
@@ -385,18 +379,13 @@ def check_env_name(name: str) -> None:
             )
     close = difflib.get_close_matches(short, names, n=1)
     hint = f"did you mean {family}/{close[0]}? " if close else ""
-    raise ValueError(
-        f"unknown environment {name!r}; {hint}choose one of "
-        + ", ".join(f"{family}/{n}" for n in names)
-    )
+    raise ValueError(f"unknown environment {name!r}; {hint}choose one of " + ", ".join(f"{family}/{n}" for n in names))
 
 
 # --------------------------------------------------------------------------- make
 
 
-def make_env(
-    name: str, *, episode_length: int | None = None, backend: str | None = None
-) -> Environment:
+def make_env(name: str, *, episode_length: int | None = None, backend: str | None = None) -> Environment:
     """Build the :class:`Environment` for ``name`` (see :func:`available_envs`).
 
     Args:
@@ -413,8 +402,7 @@ def make_env(
     """
     check_env_name(name)
     if episode_length is not None and (
-        isinstance(episode_length, bool) or int(episode_length) != episode_length
-        or episode_length < 1
+        isinstance(episode_length, bool) or int(episode_length) != episode_length or episode_length < 1
     ):
         raise ValueError(f"episode_length must be a positive integer, got {episode_length!r}")
     family, _, short = name.partition("/")
@@ -446,9 +434,7 @@ def _observation_size(name: str, reset_fn: ResetFn) -> int:
     """Observation length from an abstract (traced, not run) reset."""
     abstract_obs = jax.eval_shape(lambda k: reset_fn(k)[1], jax.random.PRNGKey(0))
     if not isinstance(abstract_obs, jax.ShapeDtypeStruct):
-        raise ValueError(
-            f"{name} returns a structured (dict) observation; rpo_jax needs a flat array"
-        )
+        raise ValueError(f"{name} returns a structured (dict) observation; rpo_jax needs a flat array")
     return int(np.prod(abstract_obs.shape))
 
 
@@ -456,9 +442,7 @@ def _make_brax(name, short, episode_length, backend) -> Environment:
     import brax.envs
 
     if backend is not None and backend not in _BRAX_BACKENDS:
-        raise ValueError(
-            f"unknown brax backend {backend!r}; choose one of {', '.join(_BRAX_BACKENDS)}"
-        )
+        raise ValueError(f"unknown brax backend {backend!r}; choose one of {', '.join(_BRAX_BACKENDS)}")
     kwargs = {} if backend is None else {"backend": backend}
     try:
         env = brax.envs.get_environment(short, **kwargs)

@@ -281,9 +281,11 @@ def run_experiment(
     for point in config.sweep.static_points():
         trainer = make_train(dataclasses.replace(config.train, **point))
         pop = build_population(config.sweep, config.hparams, point)
-        results.append(run_population(
-            trainer, pop, chunk_iterations=config.sweep.chunk_iterations, devices=devices, progress_fn=progress_fn
-        ))
+        results.append(
+            run_population(
+                trainer, pop, chunk_iterations=config.sweep.chunk_iterations, devices=devices, progress_fn=progress_fn
+            )
+        )
     return join_results(results)
 
 
@@ -336,4 +338,3 @@ def checkpoint_tree(state: TrainState) -> dict[str, Any]:
         "iteration": state.iteration,
         "diverged_at": state.diverged_at,
     }
-

@@ -48,9 +48,7 @@ def shuffled_minibatches(key: jax.Array, batch: Any, num_minibatches: int) -> An
     if size % num_minibatches:
         raise ValueError(f"batch of {size} does not split into {num_minibatches} minibatches")
     order = jnp.argsort(jax.random.bits(key, (size,), jnp.uint32))
-    return jax.tree.map(
-        lambda x: x[order].reshape((num_minibatches, size // num_minibatches) + x.shape[1:]), batch
-    )
+    return jax.tree.map(lambda x: x[order].reshape((num_minibatches, size // num_minibatches) + x.shape[1:]), batch)
 
 
 def ppo_loss(

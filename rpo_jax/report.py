@@ -62,12 +62,19 @@ import yaml
 
 from rpo_jax import aggregate, rundir
 from rpo_jax.results import atomic_write_text, check_run_dir, format_value, write_table
-from rpo_jax.results import save_figure as _save_figure
 from rpo_jax.results import one_line as _one_line
+from rpo_jax.results import save_figure as _save_figure
 
 __all__ = [
-    "ReportError", "RunData", "load_run", "final_returns", "diverged_iterations", "variant_label", "check_runs",
-    "make_report", "main",
+    "ReportError",
+    "RunData",
+    "load_run",
+    "final_returns",
+    "diverged_iterations",
+    "variant_label",
+    "check_runs",
+    "make_report",
+    "main",
 ]
 
 REQUIRED_COLUMNS = ("member", "seed", "iteration", "episode_return")
@@ -263,8 +270,14 @@ _MISSING = object()
 # Values that make a member plain PPO, for knobs whose library default is a method's own setting
 # (e.g. HParams.lambda_s = 1 is SR^2L's weight when the regulariser is on; 0 switches it off).
 _PPO_VALUES: dict[str, Any] = {
-    "alpha": 0.0, "anneal_alpha": 0.0, "ent_coef": 0.0, "lambda_s": 0.0, "augmentation": "none",
-    "smoothness": False, "action_dist": "gaussian", "algorithm": "ppo",
+    "alpha": 0.0,
+    "anneal_alpha": 0.0,
+    "ent_coef": 0.0,
+    "lambda_s": 0.0,
+    "augmentation": "none",
+    "smoothness": False,
+    "action_dist": "gaussian",
+    "algorithm": "ppo",
 }
 
 
@@ -301,9 +314,7 @@ def _select_baseline(
         if "ent_coef" in variant_cols:
             spec["ent_coef"] = 0.0
     spec_text = variant_label(spec)
-    match = variants[
-        [all(_values_equal(row[k], v) for k, v in spec.items()) for _, row in variants.iterrows()]
-    ]
+    match = variants[[all(_values_equal(row[k], v) for k, v in spec.items()) for _, row in variants.iterrows()]]
     if len(match) > 1:  # prefer the candidate whose other knobs are all at their defaults
         others = [c for c in variant_cols if c not in spec]
         narrowed = match[[all(_is_default(c, row[c]) for c in others) for _, row in match.iterrows()]]
@@ -326,8 +337,9 @@ def _select_baseline(
 # --------------------------------------------------------------------------------------------
 
 
-def _plot_curves(df: pd.DataFrame, path: pathlib.Path, *, group_by: list[str], x: str, y: str,
-                 member_col: str, title: str) -> None:
+def _plot_curves(
+    df: pd.DataFrame, path: pathlib.Path, *, group_by: list[str], x: str, y: str, member_col: str, title: str
+) -> None:
     """Mean ± std curve of ``y`` vs ``x`` per variant (same reduction as
     :func:`rpo_jax.results.plot_learning_curves`: each member's series forward-filled over the
     union of x values, then mean and ddof=0 std over the members that have a value), with
@@ -374,11 +386,7 @@ def _plot_alpha_ablation(finals: pd.DataFrame, variant_cols: list[str], env: str
     for key, g in groups:
         key = key if isinstance(key, tuple) else (key,)
         suffix = variant_label(dict(zip(others, key)))
-        stats = (
-            g.groupby("alpha")["final_return"]
-            .agg(mean="mean", std=lambda s: s.std(ddof=0), n="count")
-            .sort_index()
-        )
+        stats = g.groupby("alpha")["final_return"].agg(mean="mean", std=lambda s: s.std(ddof=0), n="count").sort_index()
         alphas = stats.index.to_numpy(dtype=float)
         pos = alphas > 0
         positive_alphas.extend(alphas[pos])
@@ -386,13 +394,18 @@ def _plot_alpha_ablation(finals: pd.DataFrame, variant_cols: list[str], env: str
         (line,) = ax.plot(alphas[pos], stats["mean"][pos], marker="o", linewidth=1.5, label=label)
         color = line.get_color()
         ax.fill_between(
-            alphas[pos], (stats["mean"] - stats["std"])[pos], (stats["mean"] + stats["std"])[pos],
-            color=color, alpha=0.2, linewidth=0,
+            alphas[pos],
+            (stats["mean"] - stats["std"])[pos],
+            (stats["mean"] + stats["std"])[pos],
+            color=color,
+            alpha=0.2,
+            linewidth=0,
         )
         if (~pos).any():  # alpha = 0 is PPO; it has no place on a log axis
             m0, s0 = float(stats["mean"][~pos].iloc[0]), float(stats["std"][~pos].iloc[0])
-            ax.axhline(m0, color=color, linestyle="--", linewidth=1.2,
-                       label=f"alpha=0 (PPO){', ' + suffix if others else ''}")
+            ax.axhline(
+                m0, color=color, linestyle="--", linewidth=1.2, label=f"alpha=0 (PPO){', ' + suffix if others else ''}"
+            )
             ax.axhspan(m0 - s0, m0 + s0, color=color, alpha=0.08, linewidth=0)
     if positive_alphas:
         ax.set_xscale("log")
@@ -425,8 +438,7 @@ def _diverged_lines(finals: pd.DataFrame, variant_cols: list[str], several_runs:
         who = ", ".join([f"seed {row['seed']}", *variant])
         where = f"`{row['env']}`" + (f", run `{row['run']}`" if several_runs else "")
         lines.append(
-            f"- diverged (left out): member {row['member']} ({who}) "
-            f"at iteration {int(row['diverged_at'])} -- {where}"
+            f"- diverged (left out): member {row['member']} ({who}) at iteration {int(row['diverged_at'])} -- {where}"
         )
     return lines
 
@@ -443,8 +455,15 @@ def _source_label(path) -> str:
     return f"`{path}` (**{status['state']}** at iteration {status.get('iteration')}/{status.get('num_iterations')})"
 
 
-def _final_returns_md(stats: pd.DataFrame, envs: list[str], variants: list[str], fraction: float,
-                      sources: list[str], n_nan: int, diverged: list[str]) -> str:
+def _final_returns_md(
+    stats: pd.DataFrame,
+    envs: list[str],
+    variants: list[str],
+    fraction: float,
+    sources: list[str],
+    n_nan: int,
+    diverged: list[str],
+) -> str:
     lines = [
         "# Final returns",
         "",
@@ -498,8 +517,15 @@ def _score_matrix(finals: pd.DataFrame, variant: str, envs: list[str]) -> np.nda
     return m
 
 
-def _aggregate_md(finals: pd.DataFrame, envs: list[str], variants: list[str], baseline: str | None,
-                  baseline_note: str, fraction: float, n_diverged: int = 0) -> str:
+def _aggregate_md(
+    finals: pd.DataFrame,
+    envs: list[str],
+    variants: list[str],
+    baseline: str | None,
+    baseline_note: str,
+    fraction: float,
+    n_diverged: int = 0,
+) -> str:
     """``aggregate.md`` from the final returns of the members to aggregate (diverged ones already removed)."""
     t = len(envs)
     valid = finals.dropna(subset=["final_return"])
@@ -693,13 +719,15 @@ def make_report(
         m = pd.concat(frames, ignore_index=True)
         x = "env_steps" if "env_steps" in m.columns else "iteration"
         path = out / f"learning_curves_{name}.png"
-        _plot_curves(m, path, group_by=variant_cols, x=x, y="episode_return",
-                     member_col="_uid", title=f"{env}: episode return")
+        _plot_curves(
+            m, path, group_by=variant_cols, x=x, y="episode_return", member_col="_uid", title=f"{env}: episode return"
+        )
         written.append(path)
         if "entropy" in m.columns:
             path = out / f"entropy_{name}.png"
-            _plot_curves(m, path, group_by=variant_cols, x=x, y="entropy",
-                         member_col="_uid", title=f"{env}: policy entropy")
+            _plot_curves(
+                m, path, group_by=variant_cols, x=x, y="entropy", member_col="_uid", title=f"{env}: policy entropy"
+            )
             written.append(path)
         fe = healthy[healthy["env"] == env]
         if "alpha" in variant_cols and fe["alpha"].dropna().nunique() > 2:
@@ -710,8 +738,12 @@ def make_report(
     stats = (  # over all members, so a variant whose members all diverged keeps its row (n = 0)
         finals.assign(final_return=finals["final_return"].where(~is_diverged), diverged=is_diverged.astype(int))
         .groupby(["env", "variant"], sort=False)
-        .agg(mean=("final_return", "mean"), std=("final_return", lambda s: s.std(ddof=0)),
-             n=("final_return", "count"), diverged=("diverged", "sum"))
+        .agg(
+            mean=("final_return", "mean"),
+            std=("final_return", lambda s: s.std(ddof=0)),
+            n=("final_return", "count"),
+            diverged=("diverged", "sum"),
+        )
         .reset_index()
     )
     stats["std"] = stats["std"].where(stats["n"] > 0)
@@ -782,16 +814,26 @@ def _build_parser() -> argparse.ArgumentParser:
         "cross-task aggregates) from finished sweep directories.",
     )
     p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="sweep output directory (several allowed)")
-    p.add_argument("--out", default=None, metavar="DIR",
-                   help="output directory (default with one run: RUN_DIR/report)")
-    p.add_argument("--baseline", action="append", metavar="COL=VALUE[,COL=VALUE]",
-                   help="baseline variant for the probability of improvement (default: alpha=0, "
-                   "and ent_coef=0 if swept); may be repeated")
-    p.add_argument("--fraction", type=float, default=0.05,
-                   help="final return = mean over this last fraction of iterations (default 0.05)")
-    p.add_argument("--allow-incomplete", action="store_true",
-                   help="use run directories whose status.json does not say complete (interrupted, failed, "
-                   "still running, or written before status.json existed)")
+    p.add_argument("--out", default=None, metavar="DIR", help="output directory (default with one run: RUN_DIR/report)")
+    p.add_argument(
+        "--baseline",
+        action="append",
+        metavar="COL=VALUE[,COL=VALUE]",
+        help="baseline variant for the probability of improvement (default: alpha=0, "
+        "and ent_coef=0 if swept); may be repeated",
+    )
+    p.add_argument(
+        "--fraction",
+        type=float,
+        default=0.05,
+        help="final return = mean over this last fraction of iterations (default 0.05)",
+    )
+    p.add_argument(
+        "--allow-incomplete",
+        action="store_true",
+        help="use run directories whose status.json does not say complete (interrupted, failed, "
+        "still running, or written before status.json existed)",
+    )
     return p
 
 
@@ -821,8 +863,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise _UsageError(f"--fraction must be in (0, 1], got {args.fraction}")
         for note in check_runs(args.run_dirs, allow_incomplete=args.allow_incomplete):
             print(note)
-        paths = make_report(args.run_dirs, args.out, baseline=_parse_baseline(args.baseline),
-                            fraction=args.fraction)
+        paths = make_report(args.run_dirs, args.out, baseline=_parse_baseline(args.baseline), fraction=args.fraction)
     except SystemExit as e:  # --help
         return e.code if isinstance(e.code, int) else 0
     except (_UsageError, ReportError, OSError) as e:

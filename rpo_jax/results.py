@@ -113,8 +113,7 @@ def prepare_out_dir(path: PathLike, *, overwrite: bool) -> pathlib.Path:
         raise OutputDirError(f"output path {path} exists and is not a directory")
     if p.is_dir() and any(p.iterdir()) and not overwrite:
         raise OutputDirError(
-            f"output directory {path} already exists and is not empty; "
-            "pass --overwrite to replace its results"
+            f"output directory {path} already exists and is not empty; pass --overwrite to replace its results"
         )
     try:
         p.mkdir(parents=True, exist_ok=True)
@@ -210,9 +209,7 @@ def write_yaml(path: PathLike, obj: Mapping[str, Any]) -> None:
 # --------------------------------------------------------------------------------------------
 
 
-def metrics_table(
-    metrics: Mapping[str, np.ndarray], members: Sequence[Mapping[str, Any]]
-) -> pd.DataFrame:
+def metrics_table(metrics: Mapping[str, np.ndarray], members: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     """Turn per-member, per-iteration metric arrays into a tidy table.
 
     Args:
@@ -242,21 +239,14 @@ def metrics_table(
         if len(s) != 2:
             raise ValueError(f"metric {name!r} must have shape [P, I], got {s}")
         if s != shape:
-            raise ValueError(
-                f"metric {name!r} has shape {s} but metric {first_name!r} has shape {shape}"
-            )
+            raise ValueError(f"metric {name!r} has shape {s} but metric {first_name!r} has shape {shape}")
     n_members, n_iters = shape
     if len(members) != n_members:
-        raise ValueError(
-            f"got {len(members)} member descriptions but metrics have {n_members} members "
-            f"(shape {shape})"
-        )
+        raise ValueError(f"got {len(members)} member descriptions but metrics have {n_members} members (shape {shape})")
     member_cols = list(members[0].keys()) if n_members else []
     for p, m in enumerate(members):
         if set(m.keys()) != set(member_cols):
-            raise ValueError(
-                f"member {p} has columns {sorted(m.keys())} but member 0 has {sorted(member_cols)}"
-            )
+            raise ValueError(f"member {p} has columns {sorted(m.keys())} but member 0 has {sorted(member_cols)}")
     all_cols = member_cols + ["iteration"] + list(arrays)
     dupes = sorted({c for c in all_cols if all_cols.count(c) > 1})
     if dupes:

@@ -110,9 +110,9 @@ import numpy as np
 
 from rpo_jax import rundir
 from rpo_jax.results import check_run_dir
-from rpo_jax.results import save_figure as _save_figure
 from rpo_jax.results import format_value as _fmt
 from rpo_jax.results import one_line as _one_line
+from rpo_jax.results import save_figure as _save_figure
 
 __all__ = [
     "ATTACKS",
@@ -380,12 +380,11 @@ def load_run(run_dir) -> RunCheckpoint:
     try:
         checkpoint = _restore(results.restore_checkpoint, p / "checkpoint", target)
     except ValueError as e:
-        raise RobustnessError(
-            f"{_one_line(e)} (expected {size} members from {p / 'config.yaml'})"
-        ) from e
+        raise RobustnessError(f"{_one_line(e)} (expected {size} members from {p / 'config.yaml'})") from e
     variant_cols = [c for c in members[0] if c not in ("member", "seed")] if members else []
-    return RunCheckpoint(path=p, config=config, members=members, variant_cols=variant_cols,
-                         static_points=points, checkpoint=checkpoint)
+    return RunCheckpoint(
+        path=p, config=config, members=members, variant_cols=variant_cols, static_points=points, checkpoint=checkpoint
+    )
 
 
 def _restore(restore: Callable, path: pathlib.Path, target: dict) -> Any:
@@ -490,8 +489,13 @@ def evaluate(
         if not index:
             continue
         train_config = dataclasses.replace(run.config.train, **point)
-        fn = make_evaluator(train.make_train(train_config), attacks=attacks, episodes=int(episodes),
-                            pgd_steps=int(pgd_steps), space=space)
+        fn = make_evaluator(
+            train.make_train(train_config),
+            attacks=attacks,
+            episodes=int(episodes),
+            pgd_steps=int(pgd_steps),
+            space=space,
+        )
         idx = np.asarray(index)
         params = jax.tree.map(lambda x: x[idx], run.checkpoint["params"])
         normalizer = jax.tree.map(lambda x: x[idx], run.checkpoint["normalizer"])
@@ -510,11 +514,23 @@ def evaluate(
     inverse = np.argsort(np.asarray(order))
     arrays = {name: np.concatenate(v)[inverse] for name, v in out.items()}
     result = RobustnessResult(
-        env=env_name, space=space, members=run.members, variant_cols=run.variant_cols, eps=eps,
-        attacks=attacks, episodes=int(episodes), pgd_steps=int(pgd_steps), seed=int(seed),
-        scale=np.asarray(scale), returns=arrays["returns"], smoothness=arrays["smoothness"],
-        excess=arrays["excess"], tolerance=_tolerance(arrays["magnitude"]),
-        compile_seconds=compile_seconds, run_seconds=run_seconds, diverged_at=diverged_at(run.checkpoint, size),
+        env=env_name,
+        space=space,
+        members=run.members,
+        variant_cols=run.variant_cols,
+        eps=eps,
+        attacks=attacks,
+        episodes=int(episodes),
+        pgd_steps=int(pgd_steps),
+        seed=int(seed),
+        scale=np.asarray(scale),
+        returns=arrays["returns"],
+        smoothness=arrays["smoothness"],
+        excess=arrays["excess"],
+        tolerance=_tolerance(arrays["magnitude"]),
+        compile_seconds=compile_seconds,
+        run_seconds=run_seconds,
+        diverged_at=diverged_at(run.checkpoint, size),
     )
     if check:
         check_ball(result)
@@ -565,20 +581,32 @@ def results_table(result: RobustnessResult):
         for a, attack in enumerate(result.attacks):
             for e, eps in enumerate(result.eps):
                 r = result.returns[p, e, a].astype(np.float64)
-                rows.append({
-                    "member": m["member"],
-                    "seed": m["seed"],
-                    **{c: m[c] for c in result.variant_cols},
-                    "attack": attack,
-                    "eps": eps,
-                    "return_mean": _unless(diverged, r.mean()),
-                    "return_std": _unless(diverged, r.std()),
-                    "action_smoothness": _unless(diverged, np.mean(result.smoothness[p, e, a].astype(np.float64))),
-                    "ball_excess": float(result.excess[p, e, a]),
-                    "diverged": diverged,
-                })
-    columns = ["member", "seed", *result.variant_cols, "attack", "eps", "return_mean", "return_std",
-               "action_smoothness", "ball_excess", "diverged"]
+                rows.append(
+                    {
+                        "member": m["member"],
+                        "seed": m["seed"],
+                        **{c: m[c] for c in result.variant_cols},
+                        "attack": attack,
+                        "eps": eps,
+                        "return_mean": _unless(diverged, r.mean()),
+                        "return_std": _unless(diverged, r.std()),
+                        "action_smoothness": _unless(diverged, np.mean(result.smoothness[p, e, a].astype(np.float64))),
+                        "ball_excess": float(result.excess[p, e, a]),
+                        "diverged": diverged,
+                    }
+                )
+    columns = [
+        "member",
+        "seed",
+        *result.variant_cols,
+        "attack",
+        "eps",
+        "return_mean",
+        "return_std",
+        "action_smoothness",
+        "ball_excess",
+        "diverged",
+    ]
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -662,8 +690,9 @@ def plot_percentiles(table, result: RobustnessResult, path: pathlib.Path) -> Non
     for i, (label, rows) in enumerate(groups):
         values = np.sort(rows["return_mean"].to_numpy(float))
         xs = np.linspace(0.0, 100.0, len(values)) if len(values) > 1 else np.array([50.0])
-        ax.plot(xs, values, "o-", color=cmap(i % cmap.N), linewidth=1.5, markersize=4,
-                label=f"{label} (n={len(values)})")
+        ax.plot(
+            xs, values, "o-", color=cmap(i % cmap.N), linewidth=1.5, markersize=4, label=f"{label} (n={len(values)})"
+        )
     ax.set_xlabel("percentile of seeds")
     ax.set_ylabel(f"unattacked return (mean of {result.episodes} episodes)")
     ax.set_xlim(-3, 103)
@@ -715,8 +744,10 @@ def write_outputs(out_dir, result: RobustnessResult) -> list[pathlib.Path]:
 
     out = pathlib.Path(out_dir)
     table = results_table(result)
-    paths = [out / n for n in ("robustness.csv", "robustness_curves.png", "percentiles.png", "smoothness.md",
-                               "robustness.json")]
+    paths = [
+        out / n
+        for n in ("robustness.csv", "robustness_curves.png", "percentiles.png", "smoothness.md", "robustness.json")
+    ]
     write_table(table, paths[0])
     plot_curves(table, result, paths[1])
     plot_percentiles(table, result, paths[2])
@@ -761,21 +792,32 @@ def _build_parser() -> argparse.ArgumentParser:
         "(max action difference, critic) observation perturbations; see rpo_jax/robustness.py.",
     )
     p.add_argument("run_dir", metavar="RUN_DIR", help="finished sweep directory (config.yaml, checkpoint/)")
-    p.add_argument("--eps", default=DEFAULT_EPS,
-                   help=f"comma-separated L-inf radii (default {DEFAULT_EPS}; 0 is always added)")
-    p.add_argument("--attacks", default=DEFAULT_ATTACKS,
-                   help=f"comma-separated subset of {','.join(ATTACKS)} (default {DEFAULT_ATTACKS})")
+    p.add_argument(
+        "--eps", default=DEFAULT_EPS, help=f"comma-separated L-inf radii (default {DEFAULT_EPS}; 0 is always added)"
+    )
+    p.add_argument(
+        "--attacks",
+        default=DEFAULT_ATTACKS,
+        help=f"comma-separated subset of {','.join(ATTACKS)} (default {DEFAULT_ATTACKS})",
+    )
     p.add_argument("--episodes", type=int, default=50, help="episodes per member, eps and attack (default 50)")
-    p.add_argument("--space", choices=SPACES, default="normalized",
-                   help="where eps is measured: the agent's normalised input (default) or raw observations "
-                   "scaled per dimension by the members' mean normaliser std")
+    p.add_argument(
+        "--space",
+        choices=SPACES,
+        default="normalized",
+        help="where eps is measured: the agent's normalised input (default) or raw observations "
+        "scaled per dimension by the members' mean normaliser std",
+    )
     p.add_argument("--pgd-steps", type=int, default=10, help="PGD steps of 0.2 eps for mad and critic (default 10)")
     p.add_argument("--seed", type=int, default=0, help="seed of the evaluation envs and attack noise (default 0)")
     p.add_argument("--out", default=None, metavar="DIR", help="output directory (default RUN_DIR/robustness)")
     p.add_argument("--overwrite", action="store_true", help="write into an existing non-empty --out")
-    p.add_argument("--allow-incomplete", action="store_true",
-                   help="use a run directory whose status.json does not say complete (interrupted, failed, "
-                   "still running, or written before status.json existed)")
+    p.add_argument(
+        "--allow-incomplete",
+        action="store_true",
+        help="use a run directory whose status.json does not say complete (interrupted, failed, "
+        "still running, or written before status.json existed)",
+    )
     return p
 
 
@@ -856,14 +898,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         flush=True,
     )
     try:
-        result = evaluate(run, eps=eps, attacks=attacks, episodes=args.episodes, pgd_steps=args.pgd_steps,
-                          space=args.space, seed=args.seed)
+        result = evaluate(
+            run,
+            eps=eps,
+            attacks=attacks,
+            episodes=args.episodes,
+            pgd_steps=args.pgd_steps,
+            space=args.space,
+            seed=args.seed,
+        )
     except RobustnessError as e:
         print(f"rpo-jax: error: {_one_line(e)}", file=sys.stderr)
         return EXIT_BAD_INPUT
     excess = _max_healthy_excess(result)
-    print(f"compile {result.compile_seconds:.1f}s, run {result.run_seconds:.1f}s; "
-          f"max ball excess {'n/a' if excess is None else f'{excess:.2g}'}")
+    print(
+        f"compile {result.compile_seconds:.1f}s, run {result.run_seconds:.1f}s; "
+        f"max ball excess {'n/a' if excess is None else f'{excess:.2g}'}"
+    )
     line = diverged_line(result)
     if line is not None:
         print(line)

@@ -233,8 +233,9 @@ def claim_new(out: str | os.PathLike, *, overwrite: bool) -> Claim:
                 f"{status.get('iteration')}/{status.get('num_iterations')}{reason}); resume it with: "
                 f"rpo-jax resume {out}, or pass --overwrite to replace it"
             )
-        raise RunDirError(f"output directory {out} already exists and is not empty; "
-                          "pass --overwrite to replace its results")
+        raise RunDirError(
+            f"output directory {out} already exists and is not empty; pass --overwrite to replace its results"
+        )
     locks = [RunLock(p)]
     try:
         staged = staging_dir(p)
@@ -254,8 +255,11 @@ def claim_resume(run_dir: str | os.PathLike) -> Claim:
     """Locks an unfinished run for ``rpo-jax resume``: a staged ``--overwrite`` run of it, else itself."""
     p = pathlib.Path(run_dir).absolute()
     if not p.is_dir():
-        raise RunDirError(f"run directory {run_dir} does not exist" if not p.exists() else
-                          f"run directory {run_dir} is not a directory")
+        raise RunDirError(
+            f"run directory {run_dir} does not exist"
+            if not p.exists()
+            else f"run directory {run_dir} is not a directory"
+        )
     staged = staging_dir(p)
     target = staged if read_status(staged) is not None else p
     if read_status(target) is None:

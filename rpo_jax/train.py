@@ -283,15 +283,22 @@ class Trainer:
                 aug_key, minibatch.obs, cfg.rad_scale_low, cfg.rad_scale_high
             )
             penalty, drac_aux = augmentation.drac_penalty(
-                params, minibatch.obs, augmented,
-                actor_apply=self.actor.apply, critic_apply=self.critic.apply, action_dist=cfg.action_dist,
+                params,
+                minibatch.obs,
+                augmented,
+                actor_apply=self.actor.apply,
+                critic_apply=self.critic.apply,
+                action_dist=cfg.action_dist,
             )
             loss = loss + hparams.drac_coef * penalty
             aux = {**aux, **drac_aux}
         if cfg.smoothness:  # PPO-SR: SR^2L Eq. 5 with s' found by PGD (here, or once per iteration), held fixed
             if minibatch.obs_adv is not None:
                 penalty = divergences.policy_divergence_at(
-                    self.actor.apply, params["actor"], minibatch.obs, minibatch.obs_adv,
+                    self.actor.apply,
+                    params["actor"],
+                    minibatch.obs,
+                    minibatch.obs_adv,
                     stop_grad_sigma=cfg.smoothness_stop_grad_sigma,
                 )
             else:
@@ -306,8 +313,14 @@ class Trainer:
         """SR^2L's ``mean_s max_{s' in B(s, sr_eps)} D_J(pi(.|s), pi(.|s'))`` and the PGD points ``s'``."""
         cfg = self.config
         return divergences.policy_smoothness_penalty(
-            self.actor.apply, actor_params, obs, key, hparams.sr_eps,
-            steps=cfg.smoothness_steps, norm=cfg.smoothness_norm, stop_grad_sigma=cfg.smoothness_stop_grad_sigma,
+            self.actor.apply,
+            actor_params,
+            obs,
+            key,
+            hparams.sr_eps,
+            steps=cfg.smoothness_steps,
+            norm=cfg.smoothness_norm,
+            stop_grad_sigma=cfg.smoothness_stop_grad_sigma,
         )
 
     def _update(self, state: TrainState, hparams: HParams, batch: ppo.Minibatch, key: jax.Array):
@@ -399,8 +412,13 @@ class Trainer:
             return jnp.mean(divergences.gaussian_kl(old_mean, old_log_std, mean, log_std))
 
         actor_params, info = trpo.trpo_step(
-            surrogate, kl_from_old, params["actor"], max_kl=hparams.max_kl, cg_iters=cfg.trpo_cg_iters,
-            damping=cfg.trpo_damping, backtrack_iters=cfg.trpo_backtrack_iters,
+            surrogate,
+            kl_from_old,
+            params["actor"],
+            max_kl=hparams.max_kl,
+            cg_iters=cfg.trpo_cg_iters,
+            damping=cfg.trpo_damping,
+            backtrack_iters=cfg.trpo_backtrack_iters,
             backtrack_coef=cfg.trpo_backtrack_coef,
         )
         gain, penalty = surrogate_terms(actor_params)

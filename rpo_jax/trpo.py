@@ -34,9 +34,7 @@ def _safe_div(num: jax.Array, den: jax.Array) -> jax.Array:
     return jnp.where(jnp.abs(den) > _TINY, num / jnp.where(jnp.abs(den) > _TINY, den, 1.0), 0.0)
 
 
-def conjugate_gradient(
-    matvec: Callable[[Any], Any], b: Any, iters: int = 10, residual_tol: float = 1e-10
-) -> Any:
+def conjugate_gradient(matvec: Callable[[Any], Any], b: Any, iters: int = 10, residual_tol: float = 1e-10) -> Any:
     """Solves ``A x = b`` for symmetric positive-definite ``A`` given by ``matvec(v) = A v``.
 
     Standard conjugate gradient from ``x_0 = 0`` (Nocedal & Wright, Algorithm 5.2),

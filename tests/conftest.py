@@ -11,7 +11,5 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import jax  # noqa: E402
 
-jax.config.update(
-    "jax_compilation_cache_dir", os.path.expanduser("~/.cache/rpo_jax_jax_cache")
-)
+jax.config.update("jax_compilation_cache_dir", os.path.expanduser("~/.cache/rpo_jax_jax_cache"))
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)

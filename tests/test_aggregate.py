@@ -82,8 +82,9 @@ def test_bootstrap_handles_nan_padding_for_missing_runs():
 
 def test_bootstrap_is_deterministic_given_seed_and_checks_args():
     x = np.random.default_rng(5).normal(size=(6, 2))
-    assert agg.stratified_bootstrap_ci(x, agg.iqm, reps=100, seed=7) == \
-        agg.stratified_bootstrap_ci(x, agg.iqm, reps=100, seed=7)
+    assert agg.stratified_bootstrap_ci(x, agg.iqm, reps=100, seed=7) == agg.stratified_bootstrap_ci(
+        x, agg.iqm, reps=100, seed=7
+    )
     with pytest.raises(ValueError):
         agg.stratified_bootstrap_ci(x, agg.iqm, confidence=1.5)
     with pytest.raises(ValueError):
@@ -114,9 +115,7 @@ def test_probability_of_improvement_matches_mann_whitney_and_is_complementary():
     rng = np.random.default_rng(2)
     x = rng.integers(0, 5, size=(7, 3)).astype(float)  # integers -> many ties
     y = rng.integers(0, 5, size=(4, 3)).astype(float)
-    expected = np.mean([
-        scipy.stats.mannwhitneyu(x[:, j], y[:, j]).statistic / (7 * 4) for j in range(3)
-    ])
+    expected = np.mean([scipy.stats.mannwhitneyu(x[:, j], y[:, j]).statistic / (7 * 4) for j in range(3)])
     p = agg.probability_of_improvement(x, y)
     assert p == pytest.approx(expected)
     assert p + agg.probability_of_improvement(y, x) == pytest.approx(1.0)

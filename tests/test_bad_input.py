@@ -95,11 +95,14 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(tmp_path, capsys, no
     assert not out.exists() and _snapshot(tmp_path) == before
 
 
-@pytest.mark.parametrize("args,message", [
-    (["--out", "/proc/self/fdinfo", "--overwrite"], "cannot write to /proc/self/fdinfo"),
-    (["--out", "/proc/self/fdinfo/run"], "cannot create output directory /proc/self/fdinfo/run"),
-    (["--out", "/proc/self/fdinfo"], "already exists and is not empty"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--out", "/proc/self/fdinfo", "--overwrite"], "cannot write to /proc/self/fdinfo"),
+        (["--out", "/proc/self/fdinfo/run"], "cannot create output directory /proc/self/fdinfo/run"),
+        (["--out", "/proc/self/fdinfo"], "already exists and is not empty"),
+    ],
+)
 def test_an_out_that_cannot_be_written_is_one_line(tmp_path, capsys, no_compile, args, message):
     config = tmp_path / "c.yaml"
     config.write_text(TINY_YAML)
@@ -115,8 +118,20 @@ def test_scientific_notation_is_a_number_everywhere(tmp_path, no_compile):
     parse = cli._build_parser().parse_args
     resolved = cli.resolve_config(parse(["sweep", str(config)]))
     assert resolved.hparams.learning_rate == pytest.approx(3e-4)
-    resolved = cli.resolve_config(parse(["sweep", str(config), "--set", "hparams.max_kl=1e-2", "--set",
-                                         "train.total_timesteps=2e4", "--grid", "ent_coef=1e-3,1e-2"]))
+    resolved = cli.resolve_config(
+        parse(
+            [
+                "sweep",
+                str(config),
+                "--set",
+                "hparams.max_kl=1e-2",
+                "--set",
+                "train.total_timesteps=2e4",
+                "--grid",
+                "ent_coef=1e-3,1e-2",
+            ]
+        )
+    )
     assert resolved.hparams.max_kl == pytest.approx(1e-2) and resolved.train.total_timesteps == 20000
     assert resolved.sweep.grid == (("ent_coef", (1e-3, 1e-2)),)
 
@@ -125,7 +140,8 @@ def test_the_console_script_prints_one_line(tmp_path):
     config = tmp_path / "c.yaml"
     config.write_bytes(b"train:\n  env: \xff\n")
     exe = pathlib.Path(sys.executable).parent / "rpo-jax"
-    proc = subprocess.run([str(exe), "sweep", str(config), "--out", str(tmp_path / "o")], capture_output=True,
-                          text=True, timeout=120)
+    proc = subprocess.run(
+        [str(exe), "sweep", str(config), "--out", str(tmp_path / "o")], capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "not UTF-8" in proc.stderr, proc.stderr
     assert not (tmp_path / "o").exists()

@@ -26,8 +26,22 @@ def tiny_run(tmp_path_factory):
     env = dict(os.environ)
     env.pop("XLA_FLAGS", None)  # let the benchmark force its 2 host devices
     cache = os.path.expanduser("~/.cache/rpo_jax_bench_cache")
-    cmd = [sys.executable, "-m", "bench.throughput", "--tiny", "--envs", ENV, "--out", str(out),
-           "--markdown", str(out / "RESULTS.md"), "--cache-dir", cache, "--train-reps", "3"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "bench.throughput",
+        "--tiny",
+        "--envs",
+        ENV,
+        "--out",
+        str(out),
+        "--markdown",
+        str(out / "RESULTS.md"),
+        "--cache-dir",
+        cache,
+        "--train-reps",
+        "3",
+    ]
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-4000:]
     files = sorted(out.glob("cpu-tiny-*.json")) or sorted(out.glob("*-tiny-*.json"))
@@ -37,16 +51,41 @@ def tiny_run(tmp_path_factory):
 
 def test_json_has_every_field(tiny_run):
     result, _, _ = tiny_run
-    for key in ("command", "date_utc", "versions", "device", "settings", "envs", "heavy_env", "population",
-                "sharding", "quickstart", "targets", "load_average", "compile_cache_warm", "total_seconds",
-                "table_markdown"):
+    for key in (
+        "command",
+        "date_utc",
+        "versions",
+        "device",
+        "settings",
+        "envs",
+        "heavy_env",
+        "population",
+        "sharding",
+        "quickstart",
+        "targets",
+        "load_average",
+        "compile_cache_warm",
+        "total_seconds",
+        "table_markdown",
+    ):
         assert key in result, key
     assert result["versions"]["jax"] and result["versions"]["brax"]
     for key in ("backend", "platform", "device_kind", "device_count", "xla_flags", "host_devices_forced_by"):
         assert key in result["device"], key
     settings = result["settings"]
-    for key in ("num_envs", "num_steps", "num_minibatches", "update_epochs", "reps", "train_reps", "statistic",
-                "population_sizes", "sharded_members", "compilation_cache", "envs"):
+    for key in (
+        "num_envs",
+        "num_steps",
+        "num_minibatches",
+        "update_epochs",
+        "reps",
+        "train_reps",
+        "statistic",
+        "population_sizes",
+        "sharded_members",
+        "compilation_cache",
+        "envs",
+    ):
         assert key in settings, key
     assert settings["tiny"] is True and settings["reps"] >= 2 and settings["train_reps"] == 3
 
@@ -123,25 +162,81 @@ def test_results_markdown_keeps_other_devices(tmp_path):
 
 
 def test_breakdown_runs_at_tiny_sizes_and_writes_every_program(tmp_path):
-    cmd = [sys.executable, "-m", "bench.breakdown", "--env", ENV, "--num-envs", "8", "--members", "1,2",
-           "--reps", "2", "--out", str(tmp_path)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "bench.breakdown",
+        "--env",
+        ENV,
+        "--num-envs",
+        "8",
+        "--members",
+        "1,2",
+        "--reps",
+        "2",
+        "--out",
+        str(tmp_path),
+    ]
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-4000:]
     (path,) = tmp_path.glob("breakdown-*.json")
     record = json.loads(path.read_text())
     names = [r["program"] for r in record["rows"]]
-    assert names == ["iteration", "rollout", "update", "raw adapter", "raw library", "reset pool",
-                     "population 1", "population 1 update", "population 2", "population 2 update"]
+    assert names == [
+        "iteration",
+        "rollout",
+        "update",
+        "raw adapter",
+        "raw library",
+        "reset pool",
+        "population 1",
+        "population 1 update",
+        "population 2",
+        "population 2 update",
+    ]
     for row in record["rows"]:
         assert _positive(row["median_ms"]) and _positive(row["fastest_ms"]) and len(row["rep_seconds"]) == 2
-    bad = subprocess.run([sys.executable, "-m", "bench.breakdown", "--env", ENV, "--num-envs", "8",
-                          "--members", "3", "--out", str(tmp_path)], cwd=REPO, capture_output=True, text=True)
+    bad = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench.breakdown",
+            "--env",
+            ENV,
+            "--num-envs",
+            "8",
+            "--members",
+            "3",
+            "--out",
+            str(tmp_path),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
     assert bad.returncode == 2 and "--members" in bad.stderr
 
 
 def test_regularizer_cost_runs_at_tiny_sizes(tmp_path):
-    cmd = [sys.executable, "-m", "bench.regularizer_cost", "--num-envs", "2", "--num-steps", "8",
-           "--minibatches", "2", "--epochs", "1", "--steps", "2", "--reps", "1", "--out", str(tmp_path)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "bench.regularizer_cost",
+        "--num-envs",
+        "2",
+        "--num-steps",
+        "8",
+        "--minibatches",
+        "2",
+        "--epochs",
+        "1",
+        "--steps",
+        "2",
+        "--reps",
+        "1",
+        "--out",
+        str(tmp_path),
+    ]
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-4000:]
     (path,) = tmp_path.glob("regularizer-*.json")

@@ -12,7 +12,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from rpo_jax import cli, config as cfgmod, population, results, train
+from rpo_jax import cli, population, results, train
+from rpo_jax import config as cfgmod
 
 TINY_YAML = """
 train:
@@ -92,12 +93,20 @@ def test_console_script_exit_code_is_2(tmp_path):
 
 def test_tiny_sweep_writes_config_table_curve_and_checkpoint(tmp_path, capsys, tiny_config):
     out = tmp_path / "sweep"
-    code = cli.main(["sweep", tiny_config, "--grid", "alpha=0,0.5", "--seeds", "0,3", "--out", str(out), "--chunk", "2"])
+    code = cli.main(
+        ["sweep", tiny_config, "--grid", "alpha=0,0.5", "--seeds", "0,3", "--out", str(out), "--chunk", "2"]
+    )
     assert code == 0
     printed = capsys.readouterr().out
     assert "[running 2/4 it" in printed and "[running 4/4 it" in printed  # progress while running
     assert sorted(os.listdir(out)) == [
-        ".lock", "checkpoint", "config.yaml", "learning_curve.png", "metrics.csv", "status.json", "summary.json"
+        ".lock",
+        "checkpoint",
+        "config.yaml",
+        "learning_curve.png",
+        "metrics.csv",
+        "status.json",
+        "summary.json",
     ]
     assert json.loads((out / "status.json").read_text())["state"] == "complete"
 
@@ -135,11 +144,16 @@ def test_train_command_runs_one_member(tmp_path, capsys, tiny_config):
 
 
 def test_variants_and_static_points_make_the_member_table():
-    config = cfgmod.config_from_dict({
-        "hparams": {"alpha": 0.5, "ent_coef": 0.0},
-        "sweep": {"seeds": [0, 1], "variants": [{"alpha": 0.5}, {"alpha": 0.0, "ent_coef": 0.05}],
-                  "static": {"action_dist": ["gaussian", "laplace"]}},
-    })
+    config = cfgmod.config_from_dict(
+        {
+            "hparams": {"alpha": 0.5, "ent_coef": 0.0},
+            "sweep": {
+                "seeds": [0, 1],
+                "variants": [{"alpha": 0.5}, {"alpha": 0.0, "ent_coef": 0.05}],
+                "static": {"action_dist": ["gaussian", "laplace"]},
+            },
+        }
+    )
     rows = config.sweep.members(config.hparams)
     assert len(rows) == 2 * 2 * 2
     assert rows[0] == {"member": 0, "seed": 0, "action_dist": "gaussian", "alpha": 0.5, "ent_coef": 0.0}
@@ -150,13 +164,16 @@ def test_variants_and_static_points_make_the_member_table():
     np.testing.assert_allclose(pop.hparams.ent_coef, [0.0, 0.0, 0.05, 0.05])
 
 
-@pytest.mark.parametrize("sweep,message", [
-    ({"static": {"num_envs": [1, 2]}}, "sweep.static.num_envs is not sweepable"),
-    ({"static": {"action_dist": ["gaussian", "beta"]}}, "train.action_dist must be gaussian, laplace or gumbel"),
-    ({"variants": [{"alpha": -1}]}, "sweep.variants[0].alpha must be >= 0"),
-    ({"variants": [{"alpha": 0}], "grid": {"alpha": [0, 1]}}, "which sweep.grid also sweeps"),
-    ({"variants": {"alpha": 0}}, "sweep.variants must be a list"),
-])
+@pytest.mark.parametrize(
+    "sweep,message",
+    [
+        ({"static": {"num_envs": [1, 2]}}, "sweep.static.num_envs is not sweepable"),
+        ({"static": {"action_dist": ["gaussian", "beta"]}}, "train.action_dist must be gaussian, laplace or gumbel"),
+        ({"variants": [{"alpha": -1}]}, "sweep.variants[0].alpha must be >= 0"),
+        ({"variants": [{"alpha": 0}], "grid": {"alpha": [0, 1]}}, "which sweep.grid also sweeps"),
+        ({"variants": {"alpha": 0}}, "sweep.variants must be a list"),
+    ],
+)
 def test_bad_sweep_sections(sweep, message):
     with pytest.raises(cfgmod.ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
         cfgmod.config_from_dict({"sweep": sweep})
@@ -186,9 +203,21 @@ def test_every_shipped_config_resolves(no_compile):
 
 def test_every_hyperparameter_can_be_swept_and_read_back(tmp_path, capsys):
     """One variant per HParams field; each value comes back from metrics.csv, next to every metric."""
-    values = {"alpha": 0.25, "anneal_alpha": 1.0, "ent_coef": 0.01, "learning_rate": 1e-3, "clip_coef": 0.3,
-              "gamma": 0.95, "gae_lambda": 0.9, "vf_coef": 0.25, "max_grad_norm": 1.0, "drac_coef": 0.2,
-              "lambda_s": 0.5, "sr_eps": 0.02, "max_kl": 0.02}
+    values = {
+        "alpha": 0.25,
+        "anneal_alpha": 1.0,
+        "ent_coef": 0.01,
+        "learning_rate": 1e-3,
+        "clip_coef": 0.3,
+        "gamma": 0.95,
+        "gae_lambda": 0.9,
+        "vf_coef": 0.25,
+        "max_grad_norm": 1.0,
+        "drac_coef": 0.2,
+        "lambda_s": 0.5,
+        "sr_eps": 0.02,
+        "max_kl": 0.02,
+    }
     assert set(values) == set(cfgmod.HPARAM_NAMES)
     variants = "".join(f"\n    - {{{name}: {value!r}}}" for name, value in values.items())
     path = _write(tmp_path, TINY_YAML.replace("seeds: 2", "seeds: 1\n  variants:" + variants))

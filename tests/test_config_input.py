@@ -112,11 +112,24 @@ def test_exponent_floats_from_set_and_grid(tmp_path):
 
 def test_int_and_float_field_lists():
     assert set(cfgmod._TRAIN_INT_FIELDS) == {
-        "num_envs", "num_steps", "num_minibatches", "update_epochs", "total_timesteps",
-        "episode_length", "smoothness_steps", "trpo_cg_iters", "trpo_backtrack_iters",
+        "num_envs",
+        "num_steps",
+        "num_minibatches",
+        "update_epochs",
+        "total_timesteps",
+        "episode_length",
+        "smoothness_steps",
+        "trpo_cg_iters",
+        "trpo_backtrack_iters",
     }
     assert set(cfgmod._TRAIN_FLOAT_FIELDS) == {
-        "obs_clip", "reward_clip", "adam_eps", "rad_scale_low", "rad_scale_high", "trpo_damping", "trpo_backtrack_coef",
+        "obs_clip",
+        "reward_clip",
+        "adam_eps",
+        "rad_scale_low",
+        "rad_scale_high",
+        "trpo_damping",
+        "trpo_backtrack_coef",
     }
 
 

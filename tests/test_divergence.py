@@ -18,8 +18,13 @@ from rpo_jax.config import TrainConfig
 from rpo_jax.train import as_hparams, first_divergence, make_train, mask_diverged, stack_hparams
 
 CONFIG = TrainConfig(
-    env="gymnax/Pendulum-v1", num_envs=2, num_steps=64, num_minibatches=2, update_epochs=1,
-    total_timesteps=2 * 64 * 6, episode_length=32,
+    env="gymnax/Pendulum-v1",
+    num_envs=2,
+    num_steps=64,
+    num_minibatches=2,
+    update_epochs=1,
+    total_timesteps=2 * 64 * 6,
+    episode_length=32,
 )
 N = CONFIG.num_iterations
 HEALTHY = [as_hparams(), as_hparams(alpha=0.5, learning_rate=1e-3)]
@@ -113,8 +118,11 @@ def test_first_divergence_keeps_the_first_index():
 
 def test_mask_diverged_nans_floats_zeroes_episodes_keeps_step_counters():
     metrics = {
-        "episode_return": jnp.float32(0.0), "episodes": jnp.int32(7), "policy_loss": jnp.float32(-0.25),
-        "env_steps": jnp.int32(640), "nonfinite_env_steps": jnp.int32(3),
+        "episode_return": jnp.float32(0.0),
+        "episodes": jnp.int32(7),
+        "policy_loss": jnp.float32(-0.25),
+        "env_steps": jnp.int32(640),
+        "nonfinite_env_steps": jnp.int32(3),
     }
     healthy = mask_diverged(metrics, jnp.bool_(False))
     chex.assert_trees_all_equal({k: v for k, v in healthy.items() if k != "diverged"}, metrics)

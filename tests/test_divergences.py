@@ -86,9 +86,7 @@ class PolicyPenaltyTest(chex.TestCase):
         key, eps = jax.random.PRNGKey(1), 0.3
 
         def loss(p, stop_grad_sigma):
-            return divergences.policy_smoothness_penalty(
-                actor.apply, p, obs, key, eps, stop_grad_sigma=stop_grad_sigma
-            )
+            return divergences.policy_smoothness_penalty(actor.apply, p, obs, key, eps, stop_grad_sigma=stop_grad_sigma)
 
         grad_fn = self.variant(jax.grad(loss, has_aux=True), static_argnums=1)
         grads, obs_adv = grad_fn(params, True)
@@ -108,9 +106,7 @@ class PolicyPenaltyTest(chex.TestCase):
         chex.assert_trees_all_close(grads, fixed, rtol=1e-4, atol=1e-10)
         perturbed_only = jax.grad(
             lambda p: jnp.mean(
-                divergences.jeffreys_gaussian(
-                    *jax.lax.stop_gradient(actor.apply(p, obs)), *actor.apply(p, obs_adv)
-                )
+                divergences.jeffreys_gaussian(*jax.lax.stop_gradient(actor.apply(p, obs)), *actor.apply(p, obs_adv))
             )
         )(params)
         assert not np.allclose(perturbed_only["params"]["Dense_2"]["kernel"], grads["params"]["Dense_2"]["kernel"])

@@ -66,8 +66,13 @@ def _env():
 
 
 def _start(args):
-    return subprocess.Popen([sys.executable, "-m", "rpo_jax.cli", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=_env())
+    return subprocess.Popen(
+        [sys.executable, "-m", "rpo_jax.cli", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_env(),
+    )
 
 
 def _status(run_dir):
@@ -116,7 +121,9 @@ def test_kill9_at_a_chunk_boundary_then_resume_equals_uninterrupted(pendulum_ref
     config, reference = pendulum_reference
     out = tmp_path / "run"
     at = random.Random(os.getpid()).randrange(8, 48, 8)  # a random chunk boundary, in the message on failure
-    proc = _start(["sweep", config, "--out", str(out), "--quiet", "--checkpoint-every", "1", "--checkpoint-minutes", "0"])
+    proc = _start(
+        ["sweep", config, "--out", str(out), "--quiet", "--checkpoint-every", "1", "--checkpoint-minutes", "0"]
+    )
     _wait_for(proc, out, lambda s: s.get("checkpoint_iteration", 0) >= at)
     proc.kill()
     proc.wait()
@@ -130,7 +137,9 @@ def test_kill9_at_a_chunk_boundary_then_resume_equals_uninterrupted(pendulum_ref
 def test_kill9_mid_chunk_between_checkpoints_then_resume_equals_uninterrupted(pendulum_reference, tmp_path, capsys):
     config, reference = pendulum_reference
     out = tmp_path / "run"
-    proc = _start(["sweep", config, "--out", str(out), "--quiet", "--checkpoint-every", "2", "--checkpoint-minutes", "0"])
+    proc = _start(
+        ["sweep", config, "--out", str(out), "--quiet", "--checkpoint-every", "2", "--checkpoint-minutes", "0"]
+    )
     # chunk 3 ends at iteration 24 without a checkpoint (saved: 16); kill while chunk 4 computes
     _wait_for(proc, out, lambda s: s.get("iteration", 0) >= 24)
     time.sleep(0.03)
@@ -192,8 +201,11 @@ def test_a_second_writer_is_refused_and_the_first_finishes(pendulum_reference, t
 def _snapshot(run_dir):
     """Every file of a run directory (but its lock) and its bytes."""
     root = pathlib.Path(run_dir)
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
-            if p.is_file() and p.name != rundir.LOCK_FILE}
+    return {
+        str(p.relative_to(root)): p.read_bytes()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and p.name != rundir.LOCK_FILE
+    }
 
 
 def test_an_overwrite_killed_midway_leaves_the_old_results_byte_identical(pendulum_reference, tmp_path):
@@ -231,7 +243,9 @@ def test_kill9_then_resume_equals_uninterrupted_on_brax(tmp_path):
     assert cli.main(["sweep", config, "--out", str(reference), "--quiet"]) == 0
     out = tmp_path / "run"
     at = random.Random(os.getpid()).randrange(3, 24, 3)
-    proc = _start(["sweep", config, "--out", str(out), "--quiet", "--checkpoint-every", "2", "--checkpoint-minutes", "0"])
+    proc = _start(
+        ["sweep", config, "--out", str(out), "--quiet", "--checkpoint-every", "2", "--checkpoint-minutes", "0"]
+    )
     _wait_for(proc, out, lambda s: s.get("iteration", 0) >= at)
     proc.kill()
     proc.wait()

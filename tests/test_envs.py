@@ -82,9 +82,7 @@ def test_gymnax_continuous_list_matches_action_spaces():
     import gymnax
     from gymnax.environments import spaces
 
-    continuous = {
-        n.split("/", 1)[1] for n in envs.available_envs() if n.startswith("gymnax/")
-    }
+    continuous = {n.split("/", 1)[1] for n in envs.available_envs() if n.startswith("gymnax/")}
     for n in gymnax.registered_envs:
         if n == "MNISTBandit-bsuite":  # loads a data set; a (discrete) bandit
             continue
@@ -123,9 +121,14 @@ def _toy_env(episode_length=100, terminate_at=3.0, nan_at=None):
         return {"x": x, "r": 1.0}, obs, 1.0, x >= terminate_at
 
     return Environment(
-        name="toy/counter", observation_size=1, action_size=1,
-        action_low=np.array([0.0]), action_high=np.array([1.0]),
-        episode_length=episode_length, reset_fn=reset_fn, step_fn=step_fn,
+        name="toy/counter",
+        observation_size=1,
+        action_size=1,
+        action_low=np.array([0.0]),
+        action_high=np.array([1.0]),
+        episode_length=episode_length,
+        reset_fn=reset_fn,
+        step_fn=step_fn,
     )
 
 
@@ -207,9 +210,14 @@ def _every_kth_step_nan_env(k=5, episode_length=100, nan_reward=False):
         return {"t": t}, obs, reward, False
 
     return Environment(
-        name="toy/nan", observation_size=1, action_size=1,
-        action_low=np.array([-1.0]), action_high=np.array([1.0]),
-        episode_length=episode_length, reset_fn=reset_fn, step_fn=step_fn,
+        name="toy/nan",
+        observation_size=1,
+        action_size=1,
+        action_low=np.array([-1.0]),
+        action_high=np.array([1.0]),
+        episode_length=episode_length,
+        reset_fn=reset_fn,
+        step_fn=step_fn,
     )
 
 
@@ -233,8 +241,14 @@ def test_trainer_counts_nonfinite_env_steps():
     from rpo_jax.config import TrainConfig
     from rpo_jax.train import as_hparams, make_train
 
-    config = TrainConfig(env="gymnax/Pendulum-v1", num_envs=2, num_steps=20, num_minibatches=2, update_epochs=1,
-                         total_timesteps=2 * 20 * 2)
+    config = TrainConfig(
+        env="gymnax/Pendulum-v1",
+        num_envs=2,
+        num_steps=20,
+        num_minibatches=2,
+        update_epochs=1,
+        total_timesteps=2 * 20 * 2,
+    )
     trainer = make_train(config, env=_every_kth_step_nan_env(k=5))
     state, metrics = jax.jit(trainer.train)(jax.random.PRNGKey(0), as_hparams())
     np.testing.assert_array_equal(metrics["nonfinite_env_steps"], [8, 8])
@@ -297,10 +311,13 @@ def test_pendulum_truncation_autoreset_and_final_obs():
 
     # final_obs (and reward) are exactly what gymnax's un-reset step_env returns.
     raw, params = env.raw_env, env.raw_env.default_params
-    flat = lambda x: x.reshape((T * N_ENVS,) + x.shape[2:])
-    obs_ref, _, rew_ref, term_ref, _ = jax.vmap(
-        lambda s, a: raw.step_env(jax.random.PRNGKey(0), s, a, params)
-    )(jax.tree.map(flat, pre.inner), flat(actions))
+
+    def flat(x):
+        return x.reshape((T * N_ENVS,) + x.shape[2:])
+
+    obs_ref, _, rew_ref, term_ref, _ = jax.vmap(lambda s, a: raw.step_env(jax.random.PRNGKey(0), s, a, params))(
+        jax.tree.map(flat, pre.inner), flat(actions)
+    )
     np.testing.assert_allclose(flat(res.final_obs), obs_ref, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(flat(res.reward), rew_ref, rtol=1e-5, atol=1e-5)
     assert not np.asarray(term_ref).any()

@@ -43,8 +43,13 @@ class GaeTest(chex.TestCase):
         for bootstrap_truncation in (True, False):
             terms = terminated if bootstrap_truncation else dones
             adv, ret = fn(
-                jnp.asarray(rewards, jnp.float32), jnp.asarray(values, jnp.float32),
-                jnp.asarray(next_values, jnp.float32), jnp.asarray(terms), jnp.asarray(dones), 0.99, 0.95,
+                jnp.asarray(rewards, jnp.float32),
+                jnp.asarray(values, jnp.float32),
+                jnp.asarray(next_values, jnp.float32),
+                jnp.asarray(terms),
+                jnp.asarray(dones),
+                0.99,
+                0.95,
             )
             chex.assert_shape((adv, ret), (T, E))
             for e in range(E):
@@ -56,8 +61,11 @@ class GaeTest(chex.TestCase):
 
     def test_truncation_bootstraps_but_termination_does_not(self):
         # One step that ends an episode, next value 10: bootstrapped only if truncated.
-        r = jnp.zeros((1, 1)); v = jnp.zeros((1, 1)); nv = jnp.full((1, 1), 10.0)
-        yes = jnp.ones((1, 1), bool); no = jnp.zeros((1, 1), bool)
+        r = jnp.zeros((1, 1))
+        v = jnp.zeros((1, 1))
+        nv = jnp.full((1, 1), 10.0)
+        yes = jnp.ones((1, 1), bool)
+        no = jnp.zeros((1, 1), bool)
         adv_trunc, _ = gae(r, v, nv, no, yes, 0.9, 0.95)
         adv_term, _ = gae(r, v, nv, yes, yes, 0.9, 0.95)
         np.testing.assert_allclose(adv_trunc, [[9.0]], rtol=1e-6)
@@ -65,7 +73,9 @@ class GaeTest(chex.TestCase):
 
     def test_episode_boundary_cuts_the_recursion(self):
         # Step 0 ends an episode: its advantage must not see step 1's large reward.
-        r = jnp.array([[0.0], [100.0]]); v = jnp.zeros((2, 1)); nv = jnp.zeros((2, 1))
+        r = jnp.array([[0.0], [100.0]])
+        v = jnp.zeros((2, 1))
+        nv = jnp.zeros((2, 1))
         dones = jnp.array([[True], [False]])
         adv, _ = gae(r, v, nv, dones, dones, 0.99, 0.95)
         np.testing.assert_allclose(adv[:, 0], [0.0, 100.0], atol=1e-6)
@@ -77,7 +87,9 @@ class GaeTest(chex.TestCase):
         v = rng.normal(size=(T,)).astype(np.float32)
         nv = np.concatenate([v[1:], [0.0]]).astype(np.float32)
         zeros = np.zeros(T, bool)
-        adv, ret = gae(jnp.asarray(r), jnp.asarray(v), jnp.asarray(nv), jnp.asarray(zeros), jnp.asarray(zeros), 0.9, 1.0)
+        adv, ret = gae(
+            jnp.asarray(r), jnp.asarray(v), jnp.asarray(nv), jnp.asarray(zeros), jnp.asarray(zeros), 0.9, 1.0
+        )
         discounted = np.array([sum(0.9 ** (k - t) * r[k] for k in range(t, T)) for t in range(T)])
         np.testing.assert_allclose(ret, discounted, rtol=1e-4, atol=1e-4)
 

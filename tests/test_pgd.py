@@ -81,9 +81,7 @@ class PgdTest(chex.TestCase):
         epsilons = jnp.asarray(EPSILONS)
         keys = jax.random.split(jax.random.PRNGKey(7), len(EPSILONS))
         for norm in ("linf", "l2"):
-            sweep = jax.jit(
-                jax.vmap(lambda k, e, norm=norm: pgd.pgd_perturbation(_wiggly, x, k, e, norm=norm))
-            )
+            sweep = jax.jit(jax.vmap(lambda k, e, norm=norm: pgd.pgd_perturbation(_wiggly, x, k, e, norm=norm)))
             deltas = sweep(keys, epsilons)
             chex.assert_shape(deltas, (len(EPSILONS), BATCH, OBS_SIZE))
             for delta, eps in zip(deltas, epsilons):

@@ -12,8 +12,12 @@ from rpo_jax.ppo import Minibatch, shuffled_minibatches
 def _batch(size):
     index = jnp.arange(size, dtype=jnp.float32)
     return Minibatch(
-        obs=jnp.stack([index, -index], axis=1), actions=index[:, None] * 2.0, logprobs=index,
-        advantages=index + 0.5, returns=index, values=index,
+        obs=jnp.stack([index, -index], axis=1),
+        actions=index[:, None] * 2.0,
+        logprobs=index,
+        advantages=index + 0.5,
+        returns=index,
+        values=index,
     )
 
 
@@ -37,10 +41,12 @@ class ShuffledMinibatchesTest(chex.TestCase):
 
     def test_order_depends_on_the_key_and_looks_uniform(self):
         size = 64
-        orders = np.stack([
-            np.asarray(shuffled_minibatches(k, _batch(size), 1).logprobs[0])
-            for k in jax.random.split(jax.random.PRNGKey(1), 2000)
-        ])
+        orders = np.stack(
+            [
+                np.asarray(shuffled_minibatches(k, _batch(size), 1).logprobs[0])
+                for k in jax.random.split(jax.random.PRNGKey(1), 2000)
+            ]
+        )
         assert len({o.tobytes() for o in orders}) == len(orders)
         # Where sample 0 lands is uniform over the 64 positions: chi-square with 63 dof
         # (mean 63, sd 11.2); 130 is 6 sd out.

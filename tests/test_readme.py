@@ -23,8 +23,19 @@ from rpo_jax import cli
 REPO = pathlib.Path(__file__).resolve().parents[1]
 README = (REPO / "README.md").read_text(encoding="utf-8")
 SETUP = ("python3 -m venv .venv", ". .venv/bin/activate")
-TINY = ["--set", "train.num_envs=2", "--set", "train.num_steps=64", "--set", "train.num_minibatches=2",
-        "--set", "train.update_epochs=1", "--set", "train.total_timesteps=1024", "--quiet"]
+TINY = [
+    "--set",
+    "train.num_envs=2",
+    "--set",
+    "train.num_steps=64",
+    "--set",
+    "train.num_minibatches=2",
+    "--set",
+    "train.update_epochs=1",
+    "--set",
+    "train.total_timesteps=1024",
+    "--quiet",
+]
 
 
 def _blocks(language: str) -> list[str]:

@@ -38,10 +38,19 @@ def write_run(path, env, members, *, hparams=None, diverged=None, status="comple
             ret = level + OFFSETS[seed] if it >= 30 else -1000.0
             if (it % 2 == 1 and it < 38) or (it == 38 and seed == 1):
                 ret = np.nan
-            row = {"member": m, "seed": seed, **variant, "iteration": it,
-                   "episode_return": ret, "episode_length": 200.0, "episodes": 8,
-                   "entropy": 1.4 - 0.01 * it + variant.get("alpha", 0.0),
-                   "approx_kl": 0.01, "learning_rate_current": 3e-4, "env_steps": 2048 * (it + 1)}
+            row = {
+                "member": m,
+                "seed": seed,
+                **variant,
+                "iteration": it,
+                "episode_return": ret,
+                "episode_length": 200.0,
+                "episodes": 8,
+                "entropy": 1.4 - 0.01 * it + variant.get("alpha", 0.0),
+                "approx_kl": 0.01,
+                "learning_rate_current": 3e-4,
+                "env_steps": 2048 * (it + 1),
+            }
             if diverged is not None:
                 bad = m in diverged and it >= diverged[m]
                 row["diverged"] = float(bad)
@@ -51,8 +60,11 @@ def write_run(path, env, members, *, hparams=None, diverged=None, status="comple
     if status is not None:
         rundir.write_status(path, status, iteration=N_ITER if status == "complete" else 12, num_iterations=N_ITER)
     hp = {"alpha": 0.5, "ent_coef": 0.0, "learning_rate": 3e-4, **(hparams or {})}
-    config = {"train": {"env": env, "num_envs": 8}, "hparams": hp,
-              "sweep": {"seeds": sorted({s for _, s, _ in members}), "grid": {}}}
+    config = {
+        "train": {"env": env, "num_envs": 8},
+        "hparams": hp,
+        "sweep": {"seeds": sorted({s for _, s, _ in members}), "grid": {}},
+    }
     (path / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     return path
 
@@ -72,11 +84,13 @@ def two_env_runs(tmp_path):
     """Env A: one run sweeping alpha and ent_coef. Env B: two runs, one sweeping only alpha
     (ent_coef=0 from its config), one only ent_coef (alpha=0 from its config)."""
     a = write_run(tmp_path / "a", ENV_A, members_for([(BASE, 100.0), (BEST, 200.0), (ENT, 120.0)]))
-    b1 = write_run(tmp_path / "b1", ENV_B,
-                   members_for([({"alpha": 0.0}, -50.0), ({"alpha": 0.5}, 10.0)]),
-                   hparams={"ent_coef": 0.0})
-    b2 = write_run(tmp_path / "b2", ENV_B, members_for([({"ent_coef": 0.01}, -53.0)]),
-                   hparams={"alpha": 0.0})
+    b1 = write_run(
+        tmp_path / "b1",
+        ENV_B,
+        members_for([({"alpha": 0.0}, -50.0), ({"alpha": 0.5}, 10.0)]),
+        hparams={"ent_coef": 0.0},
+    )
+    b2 = write_run(tmp_path / "b2", ENV_B, members_for([({"ent_coef": 0.01}, -53.0)]), hparams={"alpha": 0.0})
     return [str(a), str(b1), str(b2)]
 
 
@@ -86,7 +100,7 @@ def md_table(text, first_col):
     start = next(i for i, ln in enumerate(lines) if ln.startswith(f"| {first_col} |"))
     header = [c.strip() for c in lines[start].strip("|").split("|")]
     rows = {}
-    for ln in lines[start + 2:]:
+    for ln in lines[start + 2 :]:
         if not ln.startswith("|"):
             break
         cells = [c.strip() for c in ln.strip("|").split("|")]
@@ -103,8 +117,10 @@ def test_load_run_finds_generic_variant_columns(tmp_path):
     assert data.variant_cols == ["action_dist", "alpha"]
     assert data.env == ENV_A
     assert data.config["hparams"]["ent_coef"] == 0.0
-    assert report.variant_label({"action_dist": "beta", "alpha": 0.5, "ent_coef": 0.01}) == \
-        "action_dist=beta, alpha=0.5, ent_coef=0.01"
+    assert (
+        report.variant_label({"action_dist": "beta", "alpha": 0.5, "ent_coef": 0.01})
+        == "action_dist=beta, alpha=0.5, ent_coef=0.01"
+    )
 
 
 def test_final_returns_skip_nan_and_use_last_fraction(tmp_path):
@@ -128,11 +144,17 @@ def test_make_report_writes_all_files(two_env_runs, tmp_path):
     out = tmp_path / "report"
     paths = report.make_report(two_env_runs, str(out))
     names = sorted(p.name for p in paths)
-    assert names == sorted([
-        "learning_curves_gymnax_Pendulum-v1.png", "entropy_gymnax_Pendulum-v1.png",
-        "learning_curves_brax_hopper.png", "entropy_brax_hopper.png",
-        "final_returns.md", "final_returns.csv", "aggregate.md",
-    ])
+    assert names == sorted(
+        [
+            "learning_curves_gymnax_Pendulum-v1.png",
+            "entropy_gymnax_Pendulum-v1.png",
+            "learning_curves_brax_hopper.png",
+            "entropy_brax_hopper.png",
+            "final_returns.md",
+            "final_returns.csv",
+            "aggregate.md",
+        ]
+    )
     for p in paths:
         assert p.parent == out and p.is_file() and p.stat().st_size > 0
         if p.suffix == ".png":
@@ -187,7 +209,7 @@ def test_user_baseline_and_single_task_note(tmp_path):
     md = (run / "report" / "aggregate.md").read_text()
     assert "Only one task" in md
     assert "Baseline: `alpha=0.5, ent_coef=0`" in md
-    prob = md_table(md[md.index("## Probability"):], "variant")
+    prob = md_table(md[md.index("## Probability") :], "variant")
     assert prob["alpha=0, ent_coef=0"]["P(X > baseline)"] == "0.00"
     with pytest.raises(report.ReportError, match="not among the variant columns"):
         report.make_report([str(run)], str(tmp_path / "x"), baseline={"lambda_s": 0})
@@ -200,8 +222,9 @@ def test_alpha_ablation_only_with_more_than_two_alphas(tmp_path):
     paths = report.make_report([str(two)], str(tmp_path / "o2"))
     assert not any(p.name.startswith("alpha_ablation") for p in paths)
     alphas = [0.0, 0.001, 0.1, 0.5, 3.0, 1000.0]
-    many = write_run(tmp_path / "many", ENV_A,
-                     members_for([({"alpha": a}, 10.0 - abs(np.log10(a + 1e-3))) for a in alphas]))
+    many = write_run(
+        tmp_path / "many", ENV_A, members_for([({"alpha": a}, 10.0 - abs(np.log10(a + 1e-3))) for a in alphas])
+    )
     paths = report.make_report([str(many)], str(tmp_path / "o6"))
     abl = [p for p in paths if p.name == "alpha_ablation_gymnax_Pendulum-v1.png"]
     assert len(abl) == 1 and abl[0].read_bytes()[:8] == PNG_MAGIC
@@ -289,21 +312,34 @@ def test_report_of_a_real_sweep_agrees_with_its_summary(tmp_path):
         got = f.loc[f["alpha"] == row["alpha"], "final_return"].to_numpy()
         np.testing.assert_allclose(got, row["per_seed"], atol=0.006)  # summary rounds to 0.01
     assert report.main([str(run), "--out", str(tmp_path / "qs")]) == 0
-    assert {p.name for p in (tmp_path / "qs").iterdir()} >= {"learning_curves_gymnax_Pendulum-v1.png",
-                                                            "final_returns.md"}
+    assert {p.name for p in (tmp_path / "qs").iterdir()} >= {
+        "learning_curves_gymnax_Pendulum-v1.png",
+        "final_returns.md",
+    }
     assert "Only one task" in (tmp_path / "qs" / "aggregate.md").read_text()
 
 
 def test_default_baseline_prefers_default_knobs_or_reports_ambiguity(tmp_path):
     # lambda_s = 0 is the "off" value, so alpha=0, lambda_s=0 is the PPO baseline
-    run = write_run(tmp_path / "l", ENV_A, members_for([
-        ({"alpha": 0.0, "lambda_s": 0.0}, 1.0), ({"alpha": 0.0, "lambda_s": 1.0}, 2.0),
-        ({"alpha": 0.5, "lambda_s": 0.0}, 3.0)]))
+    run = write_run(
+        tmp_path / "l",
+        ENV_A,
+        members_for(
+            [
+                ({"alpha": 0.0, "lambda_s": 0.0}, 1.0),
+                ({"alpha": 0.0, "lambda_s": 1.0}, 2.0),
+                ({"alpha": 0.5, "lambda_s": 0.0}, 3.0),
+            ]
+        ),
+    )
     report.make_report([str(run)], str(tmp_path / "o1"))
     assert "Baseline: `alpha=0, lambda_s=0`" in (tmp_path / "o1" / "aggregate.md").read_text()
     # two alpha=0 variants differing in a knob with no known default: say so, don't guess
-    run = write_run(tmp_path / "d", ENV_A, members_for([
-        ({"action_dist": "beta", "alpha": 0.0}, 1.0), ({"action_dist": "normal", "alpha": 0.0}, 2.0)]))
+    run = write_run(
+        tmp_path / "d",
+        ENV_A,
+        members_for([({"action_dist": "beta", "alpha": 0.0}, 1.0), ({"action_dist": "normal", "alpha": 0.0}, 2.0)]),
+    )
     report.make_report([str(run)], str(tmp_path / "o2"))
     md = (tmp_path / "o2" / "aggregate.md").read_text()
     assert "No baseline" in md and "ambiguous" in md and "--baseline" in md
@@ -318,14 +354,23 @@ def test_the_same_member_in_two_runs_is_counted_once(tmp_path):
     for k in range(2):
         d = tmp_path / f"run{k}"
         d.mkdir()
-        (d / "config.yaml").write_text(yaml.safe_dump({"train": {"env": "gymnax/Pendulum-v1"},
-                                                        "hparams": {"alpha": 0.5}, "sweep": {}}))
+        (d / "config.yaml").write_text(
+            yaml.safe_dump({"train": {"env": "gymnax/Pendulum-v1"}, "hparams": {"alpha": 0.5}, "sweep": {}})
+        )
         rows = []
         for member, (seed, alpha) in enumerate([(0, 0.0), (1, 0.0), (0, 0.5 + k)]):
             for it in range(10):
-                rows.append({"member": member, "seed": seed, "alpha": alpha, "iteration": it,
-                             "episode_return": -100.0 * (seed + 1) + rng.normal(), "entropy": 1.0,
-                             "env_steps": (it + 1) * 10})
+                rows.append(
+                    {
+                        "member": member,
+                        "seed": seed,
+                        "alpha": alpha,
+                        "iteration": it,
+                        "episode_return": -100.0 * (seed + 1) + rng.normal(),
+                        "entropy": 1.0,
+                        "env_steps": (it + 1) * 10,
+                    }
+                )
         pd.DataFrame(rows).to_csv(d / "metrics.csv", index=False)
         dirs.append(str(d))
     rep.make_report(dirs, str(tmp_path / "out"))
@@ -340,8 +385,9 @@ def test_the_same_member_in_two_runs_is_counted_once(tmp_path):
 def test_diverged_members_are_left_out_named_and_counted(tmp_path):
     """Member 4 (alpha=0.5, seed 1) diverged at iteration 12 and member 6 (ent_coef=0.01, seed 0) at 35;
     their 0.0 returns would be the best of the table if they were counted."""
-    run = write_run(tmp_path / "r", ENV_A, members_for([(BASE, -100.0), (BEST, -50.0), (ENT, -80.0)]),
-                    diverged={4: 12, 6: 35})
+    run = write_run(
+        tmp_path / "r", ENV_A, members_for([(BASE, -100.0), (BEST, -50.0), (ENT, -80.0)]), diverged={4: 12, 6: 35}
+    )
     data = report.load_run(run)
     np.testing.assert_array_equal(report.diverged_iterations(data.metrics).to_dict(), {4: 12, 6: 35})
     report.make_report([str(run)], str(tmp_path / "out"))
@@ -355,14 +401,20 @@ def test_diverged_members_are_left_out_named_and_counted(tmp_path):
     assert "- diverged (left out): member 6 (seed 0, alpha=0, ent_coef=0.01) at iteration 35" in md
     assert "finished no episode" not in md
     csv = pd.read_csv(tmp_path / "out" / "final_returns.csv").set_index("variant")
-    assert csv["diverged"].to_dict() == {"alpha=0, ent_coef=0": 0, "alpha=0, ent_coef=0.01": 1,
-                                         "alpha=0.5, ent_coef=0": 1}
+    assert csv["diverged"].to_dict() == {
+        "alpha=0, ent_coef=0": 0,
+        "alpha=0, ent_coef=0.01": 1,
+        "alpha=0.5, ent_coef=0": 1,
+    }
     assert csv.loc["alpha=0.5, ent_coef=0", "n"] == 2
     assert csv.loc["alpha=0.5, ent_coef=0", "mean"] == pytest.approx(-50.0)
     agg = (tmp_path / "out" / "aggregate.md").read_text()
     assert "2 diverged member(s) are left out" in agg
     assert {k: v["runs"] for k, v in md_table(agg, "variant").items()} == {
-        "alpha=0, ent_coef=0": "3", "alpha=0, ent_coef=0.01": "2", "alpha=0.5, ent_coef=0": "2"}
+        "alpha=0, ent_coef=0": "3",
+        "alpha=0, ent_coef=0.01": "2",
+        "alpha=0.5, ent_coef=0": "2",
+    }
 
 
 def test_a_variant_whose_members_all_diverged_keeps_its_column_and_is_never_best(tmp_path):

@@ -131,28 +131,31 @@ def test_write_yaml_preserves_order_and_converts_numpy(tmp_path):
 
 
 def _members(P):
-    return [
-        {"member": p, "seed": p % 2, "alpha": [0.5, 1.0][p // 2], "ent_coef": 0.0}
-        for p in range(P)
-    ]
+    return [{"member": p, "seed": p % 2, "alpha": [0.5, 1.0][p // 2], "ent_coef": 0.0} for p in range(P)]
 
 
 def test_metrics_table_shape_columns_and_values():
-    P, I = 4, 5
-    ret = np.arange(P * I, dtype=np.float32).reshape(P, I) * 10.0
-    steps = np.tile(np.arange(1, I + 1) * 100, (P, 1))
+    P, n_iter = 4, 5
+    ret = np.arange(P * n_iter, dtype=np.float32).reshape(P, n_iter) * 10.0
+    steps = np.tile(np.arange(1, n_iter + 1) * 100, (P, 1))
     df = results.metrics_table({"episode_return": ret, "env_steps": steps}, _members(P))
-    assert len(df) == P * I
+    assert len(df) == P * n_iter
     assert list(df.columns) == [
-        "member", "seed", "alpha", "ent_coef", "iteration", "episode_return", "env_steps",
+        "member",
+        "seed",
+        "alpha",
+        "ent_coef",
+        "iteration",
+        "episode_return",
+        "env_steps",
     ]
     row = df[(df["member"] == 2) & (df["iteration"] == 3)]
     assert len(row) == 1
     assert row["episode_return"].item() == ret[2, 3] == 130.0
     assert row["env_steps"].item() == 400
     assert row["seed"].item() == 0 and row["alpha"].item() == 1.0
-    assert df["iteration"].tolist() == list(range(I)) * P
-    assert df["member"].tolist() == [p for p in range(P) for _ in range(I)]
+    assert df["iteration"].tolist() == list(range(n_iter)) * P
+    assert df["member"].tolist() == [p for p in range(P) for _ in range(n_iter)]
 
 
 def test_metrics_table_accepts_jax_arrays():
@@ -197,14 +200,14 @@ def test_write_table_roundtrip(tmp_path):
 
 
 def _curve_frame(with_nans=True):
-    P, I = 4, 12
+    P, n_iter = 4, 12
     rng = np.random.default_rng(0)
-    ret = rng.normal(size=(P, I)).cumsum(axis=1)
+    ret = rng.normal(size=(P, n_iter)).cumsum(axis=1)
     if with_nans:
         ret[:, :2] = np.nan  # no episode finished yet
         ret[1, 5:8] = np.nan  # a gap for one member
         ret[3, ::3] = np.nan
-    steps = np.tile(np.arange(1, I + 1) * 1000, (P, 1))
+    steps = np.tile(np.arange(1, n_iter + 1) * 1000, (P, 1))
     return results.metrics_table({"episode_return": ret, "env_steps": steps}, _members(P))
 
 

@@ -157,16 +157,35 @@ def test_action_smoothness_formula():
 
 def test_cli_writes_every_output(run_dir, evaluation, tmp_path, capsys):
     out = tmp_path / "rob"
-    argv = [str(run_dir), "--eps", "0.05,0.2,0.5", "--attacks", ",".join(ATTACKS),
-            "--episodes", str(EPISODES), "--out", str(out)]
+    argv = [
+        str(run_dir),
+        "--eps",
+        "0.05,0.2,0.5",
+        "--attacks",
+        ",".join(ATTACKS),
+        "--episodes",
+        str(EPISODES),
+        "--out",
+        str(out),
+    ]
     assert robustness.main(argv) == 0
     for name in ("robustness.csv", "robustness_curves.png", "percentiles.png", "smoothness.md", "robustness.json"):
         assert (out / name).is_file() and (out / name).stat().st_size > 0, name
     for name in ("robustness_curves.png", "percentiles.png"):
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     table = pd.read_csv(out / "robustness.csv")
-    assert list(table.columns) == ["member", "seed", "alpha", "attack", "eps", "return_mean", "return_std",
-                                   "action_smoothness", "ball_excess", "diverged"]
+    assert list(table.columns) == [
+        "member",
+        "seed",
+        "alpha",
+        "attack",
+        "eps",
+        "return_mean",
+        "return_std",
+        "action_smoothness",
+        "ball_excess",
+        "diverged",
+    ]
     assert not table["diverged"].any()
     assert len(table) == 4 * len(ATTACKS) * len(EPS)  # eps = 0 was added to the list
     assert sorted(table["eps"].unique()) == EPS
@@ -266,8 +285,11 @@ def test_a_diverged_member_is_named_nan_in_the_csv_and_left_out_of_means(run, tm
         x[3] = np.nan
         return x
 
-    checkpoint = {**run.checkpoint, "params": jax.tree.map(nan_member_3, run.checkpoint["params"]),
-                  "diverged_at": np.array([-1, -1, -1, 5], np.int32)}
+    checkpoint = {
+        **run.checkpoint,
+        "params": jax.tree.map(nan_member_3, run.checkpoint["params"]),
+        "diverged_at": np.array([-1, -1, -1, 5], np.int32),
+    }
     broken = dataclasses.replace(run, checkpoint=checkpoint)
     std = np.asarray(run.checkpoint["normalizer"].obs.std)
     np.testing.assert_allclose(robustness.raw_scale(broken), std[:3].mean(axis=0), rtol=1e-6)

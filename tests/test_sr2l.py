@@ -12,7 +12,11 @@ from rpo_jax.config import TrainConfig
 from rpo_jax.train import as_hparams, make_train, stack_hparams
 
 TINY = TrainConfig(
-    env="gymnax/Pendulum-v1", num_envs=4, num_steps=64, num_minibatches=4, update_epochs=2,
+    env="gymnax/Pendulum-v1",
+    num_envs=4,
+    num_steps=64,
+    num_minibatches=4,
+    update_epochs=2,
     total_timesteps=4 * 64 * 4,
 )
 PPO_SR = dataclasses.replace(TINY, smoothness=True)
@@ -20,8 +24,9 @@ PPO_SR = dataclasses.replace(TINY, smoothness=True)
 
 def _close(a, b):
     for (path, x), y in zip(jax.tree_util.tree_leaves_with_path(a), jax.tree.leaves(b)):
-        np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-5, atol=1e-5, equal_nan=True,
-                                   err_msg=str(path))
+        np.testing.assert_allclose(
+            np.asarray(x), np.asarray(y), rtol=1e-5, atol=1e-5, equal_nan=True, err_msg=str(path)
+        )
 
 
 @pytest.fixture(scope="module")

@@ -18,8 +18,13 @@ from rpo_jax.config import HPARAM_NAMES, HParams, SweepConfig, TrainConfig
 from rpo_jax.train import METRIC_NAMES, as_hparams, make_train, stack_hparams
 
 TINY = TrainConfig(
-    env="gymnax/Pendulum-v1", num_envs=4, num_steps=64, num_minibatches=4, update_epochs=2,
-    total_timesteps=4 * 64 * 6, bootstrap_on_truncation=True,
+    env="gymnax/Pendulum-v1",
+    num_envs=4,
+    num_steps=64,
+    num_minibatches=4,
+    update_epochs=2,
+    total_timesteps=4 * 64 * 6,
+    bootstrap_on_truncation=True,
 )
 
 
@@ -65,7 +70,10 @@ def test_metrics_have_one_value_per_iteration(trainer, train_jit):
 @pytest.mark.parametrize(
     "overrides",
     [
-        {}, {"augmentation": "drac"}, {"smoothness": True}, {"algorithm": "trpo"},
+        {},
+        {"augmentation": "drac"},
+        {"smoothness": True},
+        {"algorithm": "trpo"},
         {"algorithm": "trpo", "smoothness": True},
     ],
 )
@@ -92,8 +100,15 @@ def test_every_episode_in_a_rollout_starts_from_a_fresh_start(reset_pool):
     rollout or across rollouts.
     """
     config = TrainConfig(
-        env="gymnax/Pendulum-v1", num_envs=3, num_steps=12, num_minibatches=1, update_epochs=1,
-        total_timesteps=3 * 12 * 4, episode_length=5, normalize_observations=False, reset_pool=reset_pool,
+        env="gymnax/Pendulum-v1",
+        num_envs=3,
+        num_steps=12,
+        num_minibatches=1,
+        update_epochs=1,
+        total_timesteps=3 * 12 * 4,
+        episode_length=5,
+        normalize_observations=False,
+        reset_pool=reset_pool,
     )
     trainer = make_train(config)
     if reset_pool:
@@ -237,9 +252,7 @@ SHARDED_SCRIPT = textwrap.dedent(
 
 def test_population_sharded_over_8_cpu_devices_equals_unsharded(tmp_path):
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu")
-    out = subprocess.run(
-        [sys.executable, "-c", SHARDED_SCRIPT], env=env, capture_output=True, text=True, timeout=600
-    )
+    out = subprocess.run([sys.executable, "-c", SHARDED_SCRIPT], env=env, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     report = json.loads(out.stdout.strip().splitlines()[-1])
     assert report["devices"] == 8
@@ -251,7 +264,11 @@ def test_population_sharded_over_8_cpu_devices_equals_unsharded(tmp_path):
 def test_short_real_training_improves_return():
     """RPO on gymnax Pendulum-v1 (8 envs, 300k steps): the return climbs well above a random policy's."""
     cfg = TrainConfig(
-        env="gymnax/Pendulum-v1", num_envs=8, num_steps=256, num_minibatches=8, update_epochs=10,
+        env="gymnax/Pendulum-v1",
+        num_envs=8,
+        num_steps=256,
+        num_minibatches=8,
+        update_epochs=10,
         total_timesteps=8 * 256 * 150,
     )
     state, metrics = jax.jit(make_train(cfg).train)(jax.random.PRNGKey(0), as_hparams(alpha=0.5))

@@ -16,14 +16,20 @@ from rpo_jax.networks import Actor, Critic
 from rpo_jax.train import as_hparams, make_train, stack_hparams
 
 TINY = TrainConfig(
-    env="gymnax/Pendulum-v1", num_envs=4, num_steps=64, num_minibatches=4, update_epochs=2,
+    env="gymnax/Pendulum-v1",
+    num_envs=4,
+    num_steps=64,
+    num_minibatches=4,
+    update_epochs=2,
     total_timesteps=4 * 64 * 5,
 )
 
 
 # ----------------------------------------------------------------- distributions
-@pytest.mark.parametrize("kind,scipy_dist", [("laplace", scipy.stats.laplace), ("gumbel", scipy.stats.gumbel_r),
-                                             ("gaussian", scipy.stats.norm)])
+@pytest.mark.parametrize(
+    "kind,scipy_dist",
+    [("laplace", scipy.stats.laplace), ("gumbel", scipy.stats.gumbel_r), ("gaussian", scipy.stats.norm)],
+)
 def test_log_prob_and_entropy_match_scipy(kind, scipy_dist):
     rng = np.random.default_rng(0)
     loc = rng.normal(size=(5, 3)).astype(np.float32)
@@ -44,8 +50,9 @@ def test_perturbation_shifts_the_location_by_z(kind):
     plain = action_distribution(kind, loc, log_scale)
     perturbed = rpo.perturbed_policy(key, loc, log_scale, 0.5, kind)
     # the mode is the location for all three families; the mean moves by z as well
-    np.testing.assert_allclose(perturbed.distribution.mode() if kind != "gaussian" else perturbed.mode(),
-                               loc + z, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(
+        perturbed.distribution.mode() if kind != "gaussian" else perturbed.mode(), loc + z, rtol=1e-6, atol=1e-6
+    )
     np.testing.assert_allclose(perturbed.mean() - plain.mean(), z, rtol=1e-5, atol=1e-6)
     if kind == "gumbel":  # the Gumbel mean is not its location: loc + euler_gamma * scale
         np.testing.assert_allclose(plain.mean() - loc, np.euler_gamma * np.exp(-0.3), rtol=1e-5)
@@ -79,9 +86,12 @@ def test_annealed_alpha_reaches_zero_at_the_last_update_and_shares_a_compile_wit
 def _minibatch(key, n=32, obs_size=3, action_size=1):
     k = jax.random.split(key, 6)
     return ppo.Minibatch(
-        obs=jax.random.normal(k[0], (n, obs_size)), actions=jax.random.normal(k[1], (n, action_size)),
-        logprobs=jax.random.normal(k[2], (n,)) - 1.0, advantages=jax.random.normal(k[3], (n,)),
-        returns=jax.random.normal(k[4], (n,)), values=jax.random.normal(k[5], (n,)),
+        obs=jax.random.normal(k[0], (n, obs_size)),
+        actions=jax.random.normal(k[1], (n, action_size)),
+        logprobs=jax.random.normal(k[2], (n,)) - 1.0,
+        advantages=jax.random.normal(k[3], (n,)),
+        returns=jax.random.normal(k[4], (n,)),
+        values=jax.random.normal(k[5], (n,)),
     )
 
 
