@@ -69,7 +69,15 @@ def main(argv=None) -> int:
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--tiny", action="store_true", help="a few iterations, for tests")
     parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results"))
+    parser.add_argument(
+        "--cache-dir",
+        default=os.path.expanduser("~/.cache/rpo_jax/xla"),
+        help="persistent XLA compilation cache ('' for none)",
+    )
     args = parser.parse_args(argv)
+    if args.cache_dir:
+        jax.config.update("jax_compilation_cache_dir", args.cache_dir)
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
 
     data = cfgmod.load_yaml(args.config)
     data.pop("reduced", None)

@@ -63,7 +63,7 @@ class TrainConfig:
     reset_pool: bool = True
     clip_actions: bool = True
     norm_adv: bool = True
-    clip_vloss: bool = True
+    clip_vloss: bool = True  # PPO's value loss clipped around the old values (±clip_coef); not used by TRPO
     anneal_lr: bool = True
     adam_eps: float = 1e-5
     # Static switch for the RPO perturbation code path. With it on, alpha = 0 is
@@ -80,6 +80,10 @@ class TrainConfig:
     trpo_damping: float = 0.1
     trpo_backtrack_iters: int = 10
     trpo_backtrack_coef: float = 0.8
+    # TRPO fits its critic (baseline) by plain regression on the returns, as garage (SR^2L's code) does;
+    # true clips that fit around the old values by ±clip_coef like PPO's value loss, which cannot track
+    # returns of unnormalised rewards (a target of ~100 moves 0.2 per iteration).
+    trpo_clip_vloss: bool = False
     # SR^2L smoothness regulariser lambda_s * E_s max_{s' in eps-ball} D_J(pi(s), pi(s'))
     # (PPO-SR / TRPO-SR). eps is measured in the agent's input space: normalised
     # observations when normalize_observations is on (the normaliser is a constant there).
@@ -143,6 +147,7 @@ class TrainConfig:
             "clip_actions",
             "norm_adv",
             "clip_vloss",
+            "trpo_clip_vloss",
             "anneal_lr",
             "perturb_mean",
             "smoothness",

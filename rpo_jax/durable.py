@@ -32,9 +32,8 @@ from typing import Any, Callable, Sequence
 import jax
 import numpy as np
 
-from rpo_jax import population, results
+from rpo_jax import population, results, train
 from rpo_jax.config import ExperimentConfig, HParams
-from rpo_jax.train import make_train
 
 RESUME_DIR = "resume"
 
@@ -85,6 +84,8 @@ class StopSignals:
         if self.signum is not None:
             raise Abandoned(signum)
         self.signum = signum
+        name = signal.Signals(signum).name
+        print(f"({name}: finishing the current chunk, then saving; send it again to stop at once)", flush=True)
 
     def __enter__(self) -> "StopSignals":
         for s in self.SIGNALS:
@@ -172,7 +173,7 @@ def run_durable(
     points = config.sweep.static_points()
     finished: list[population.SweepResult] = []
     for k, point in enumerate(points):
-        trainer = make_train(dataclasses.replace(config.train, **point))
+        trainer = train.make_train(dataclasses.replace(config.train, **point))
         pop = population.build_population(config.sweep, config.hparams, point)
         manager = checkpoint_manager(run_dir, k, policy.keep)
         saved = {"iteration": 0}

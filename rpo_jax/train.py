@@ -349,6 +349,9 @@ class Trainer:
     def _update_trpo(self, state: TrainState, hparams: HParams, batch: ppo.Minibatch, key: jax.Array):
         """TRPO(-SR): fit the critic by Adam minibatch epochs, then one natural-gradient policy step.
 
+        The critic fit is a plain regression on the returns (clipped around the old values
+        only with ``train.trpo_clip_vloss``; PPO's ``clip_vloss`` does not apply here).
+
         The policy step maximises ``mean(ratio * A) - lambda_s * R_s`` (SR^2L Eq. 8; the
         regulariser only with ``train.smoothness``) under ``mean KL(pi_old || pi) <= max_kl``,
         on the whole batch, with the adversarial states found once by PGD against the
@@ -361,7 +364,7 @@ class Trainer:
         def value_loss(critic_params, minibatch):
             value = critic_apply(critic_params, minibatch.obs)
             error = (value - minibatch.returns) ** 2
-            if cfg.clip_vloss:
+            if cfg.trpo_clip_vloss:
                 clipped = minibatch.values + jnp.clip(value - minibatch.values, -hparams.clip_coef, hparams.clip_coef)
                 error = jnp.maximum(error, (clipped - minibatch.returns) ** 2)
             return 0.5 * error.mean()

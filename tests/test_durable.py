@@ -271,3 +271,37 @@ def test_metrics_are_streamed_atomically(tmp_path):
         np.testing.assert_array_equal(table.groupby("member").size().to_numpy(), len(table) // 4)
     assert proc.returncode == 0, proc.communicate()[1]
     assert len(sizes) > 3  # it grew while running
+
+
+class _StopAt:
+    """Stands in for StopSignals: 'receives' SIGINT once a static point reaches an iteration."""
+
+    def __init__(self, point, iteration):
+        self.signum, self.target = None, (point, iteration)
+
+    def __call__(self, progress):
+        if (progress.point, progress.iteration) >= self.target:
+            self.signum = signal.SIGINT
+
+
+@pytest.mark.parametrize("point", [0, 1])
+def test_a_static_sweep_stopped_in_either_point_resumes_exactly(tmp_path, point):
+    from rpo_jax import config as cfgmod
+    from rpo_jax import durable
+
+    path = tmp_path / "c.yaml"
+    path.write_text(PENDULUM.format(total=2048, chunk=4) + "  static:\n    action_dist: [gaussian, laplace]\n")
+    config = cfgmod.config_from_dict(cfgmod.load_yaml(str(path)))
+    reference = durable.run_durable(config, tmp_path / "reference")
+    stop = _StopAt(point, 8)
+    with pytest.raises(durable.Stopped) as stopped:
+        durable.run_durable(config, tmp_path / "run", stop=stop, on_progress=stop)
+    # the 'signal' came during the chunk that ended at 8; the next chunk ends the run and is saved
+    assert (stopped.value.progress.point, stopped.value.progress.iteration) == (point, 12)
+    assert stopped.value.progress.checkpoint_iteration == 12
+    resumed = durable.run_durable(config, tmp_path / "run")
+    assert [m["member"] for m in resumed.members] == list(range(8))
+    chex.assert_trees_all_equal(resumed.metrics, reference.metrics)
+    chex.assert_trees_all_equal(resumed.state, reference.state)
+    if point == 1:  # the finished first point was loaded, not trained again
+        assert resumed.compile_seconds < reference.compile_seconds

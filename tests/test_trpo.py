@@ -141,3 +141,52 @@ class TrpoStepTest(chex.TestCase):
             assert not bool(info["step_accepted"])
             assert float(info["step_fraction"]) == 0.0 and float(info["actual_improve"]) == 0.0
             chex.assert_trees_all_equal(kept, params)
+
+
+def test_trpo_critic_fits_a_large_scale_target_unless_clipped():
+    """SR^2L's TRPO configs learn from raw rewards: the critic must reach returns of ~100 (issue "Fidelity").
+
+    Sizes as in those configs: Adam at 1e-3, 10 epochs of (here 8) minibatches per iteration, 20 iterations.
+    """
+    import dataclasses
+
+    from rpo_jax import ppo
+    from rpo_jax.config import TrainConfig
+    from rpo_jax.train import as_hparams, make_train
+
+    config = TrainConfig(
+        env="gymnax/Pendulum-v1",
+        algorithm="trpo",
+        num_envs=2,
+        num_steps=64,
+        num_minibatches=8,
+        update_epochs=10,
+        total_timesteps=128 * 20,
+        anneal_lr=False,
+    )
+    assert config.trpo_clip_vloss is False  # TRPO's own default: unclipped
+    obs = jax.random.normal(jax.random.PRNGKey(0), (128, 3))
+    returns = jnp.full((128,), 100.0)
+    hp = as_hparams(alpha=0.0, learning_rate=1e-3)  # the critic's rate in configs/paper/sr2l_trpo_*.yaml
+    fitted = {}
+    for clip in (False, True):
+        trainer = make_train(dataclasses.replace(config, trpo_clip_vloss=clip))
+
+        def iteration(state, key, trainer=trainer):
+            values = trainer.critic.apply(state.params["critic"], obs)
+            mean, log_std = trainer.actor.apply(state.params["actor"], obs)
+            batch = ppo.Minibatch(
+                obs=obs,
+                actions=mean,
+                logprobs=distrax.MultivariateNormalDiag(mean, jnp.exp(log_std)).log_prob(mean),
+                advantages=jnp.zeros(128),
+                returns=returns,
+                values=values,
+            )
+            return trainer._update_trpo(state, hp, batch, key)[0], None
+
+        state = trainer.init(jax.random.PRNGKey(1), hp)
+        state, _ = jax.jit(lambda s: jax.lax.scan(iteration, s, jax.random.split(jax.random.PRNGKey(2), 20)))(state)
+        fitted[clip] = float(trainer.critic.apply(state.params["critic"], obs).mean())
+    assert fitted[False] > 95.0, fitted  # 20 iterations of Adam epochs reach the target
+    assert fitted[True] < 50.0, fitted  # clipping at ±0.2 per iteration cannot
