@@ -132,3 +132,41 @@ def test_mask_diverged_nans_floats_zeroes_episodes_keeps_step_counters():
     assert int(bad["episodes"]) == 0 and bad["episodes"].dtype == jnp.int32
     assert int(bad["env_steps"]) == 640 and int(bad["nonfinite_env_steps"]) == 3
     assert float(bad["diverged"]) == 1.0
+
+
+def test_a_diverged_member_is_named_and_never_ranked_by_every_command(tmp_path, capsys):
+    """`rpo-jax sweep --grid learning_rate=3e-4,1000`: summary.json, report and robustness all name lr 1000."""
+    import json
+
+    import pandas as pd
+
+    from rpo_jax import cli, report, robustness
+
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        "train: {env: gymnax/Pendulum-v1, num_envs: 2, num_steps: 64, num_minibatches: 2, update_epochs: 1,"
+        " total_timesteps: 768, episode_length: 32}\nsweep: {seeds: 2}\n"
+    )
+    out = tmp_path / "run"
+    assert cli.main(["sweep", str(config), "--grid", "learning_rate=3e-4,1000", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "diverged: member 2, 3" in printed  # the progress line
+    summary = json.loads((out / "summary.json").read_text())
+    assert [(d["member"], d["learning_rate"], d["diverged_at"]) for d in summary["diverged"]] == [
+        (2, 1000.0, 0),
+        (3, 1000.0, 0),
+    ]
+    rows = {row["learning_rate"]: row for row in summary["final_return"]}
+    assert rows[1000.0]["n"] == 0 and rows[1000.0]["diverged"] == 2 and rows[1000.0]["mean"] is None
+    assert rows[0.0003]["n"] == 2 and rows[0.0003]["diverged"] == 0 and rows[0.0003]["mean"] < 0
+
+    assert report.main([str(out), "--out", str(tmp_path / "report")]) == 0
+    table = (tmp_path / "report" / "final_returns.md").read_text()
+    assert "diverged (left out): member 2" in table and "diverged (left out): member 3" in table
+    assert "**" not in table.split("learning_rate=1000")[1].split("\n")[0]  # never bolded as best
+
+    assert robustness.main([str(out), "--eps", "0,0.1", "--attacks", "random", "--episodes", "2"]) == 0
+    assert "diverged" in capsys.readouterr().out
+    csv = pd.read_csv(out / "robustness" / "robustness.csv")
+    assert set(csv.loc[csv["diverged"], "member"]) == {2, 3}
+    assert csv.loc[csv["diverged"], "return_mean"].isna().all()
