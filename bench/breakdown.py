@@ -11,13 +11,13 @@ are compiled ahead of time, called once untimed, then timed ``--reps`` rounds,
 one call of each per round (so background load hits them alike):
 
 * ``iteration``: ``Trainer.run`` for one iteration (rollout + GAE + update);
-* ``rollout``: ``Trainer._rollout`` alone (policy, env step, normaliser, reset pool);
+* ``rollout``: ``Trainer._rollout`` alone (policy, env step, normaliser, fresh starts);
 * ``update``: the update phase alone (``update_epochs x num_minibatches`` gradient
   steps, shuffling included) on a real rollout batch;
-* ``raw adapter``: rpo_jax's env step with the reset pool and random actions, no policy;
+* ``raw adapter``: rpo_jax's env step with the start cache (``rpo_jax.starts.step``) and random actions, no policy;
 * ``raw library``: the library env under Brax's training wrappers, random actions
   (what Brax PPO steps);
-* ``reset pool``: drawing the rollout's pool of fresh starts alone;
+* ``start refill``: computing one batch of fresh starts (a cache refill) alone;
 * for each S in ``--members``: ``population S``, one iteration of S members x
   ``num_envs / S`` envs under ``jit(vmap)``, and ``population S update``, its update
   phase alone.
@@ -39,25 +39,26 @@ import jax
 import jax.numpy as jnp
 
 from bench.throughput import PROFILES, library_batched_env, train_config
-from rpo_jax import envs
+from rpo_jax import envs, starts
+from rpo_jax.population import POPULATION_AXIS
 from rpo_jax.train import as_hparams, make_train
 
 
 def _population(adapter, config, members: int, hp, key):
     """(iteration, update, args) programs of ``members`` members sharing ``config.num_envs`` envs."""
     config = dataclasses.replace(config, num_envs=config.num_envs // members)
-    trainer = make_train(config, env=adapter)
+    trainer = dataclasses.replace(make_train(config, env=adapter), population_axis=POPULATION_AXIS)
     hps = jax.tree.map(lambda x: jnp.broadcast_to(x, (members,)), hp)
-    states = jax.jit(jax.vmap(trainer.init))(jax.random.split(key, members), hps)
+    states = jax.jit(jax.vmap(trainer.init, axis_name=POPULATION_AXIS))(jax.random.split(key, members), hps)
     keys = jax.random.split(key, members)
 
     def batch_of(state, h, k):
         state, traj, _ = trainer._rollout(state, h, k)
         return trainer._batch(state.params, traj, h)
 
-    batches = jax.jit(jax.vmap(batch_of))(states, hps, keys)
-    iteration = jax.vmap(lambda s, h: trainer.run(s, h, 1)[0])
-    update = jax.vmap(lambda s, h, b, k: trainer._update(s, h, b, k)[0])
+    batches = jax.jit(jax.vmap(batch_of, axis_name=POPULATION_AXIS))(states, hps, keys)
+    iteration = jax.vmap(lambda s, h: trainer.run(s, h, 1)[0], axis_name=POPULATION_AXIS)
+    update = jax.vmap(lambda s, h, b, k: trainer._update(s, h, b, k)[0], axis_name=POPULATION_AXIS)
     return (iteration, (states, hps)), (update, (states, hps, batches, keys))
 
 
@@ -88,16 +89,14 @@ def main(argv=None) -> int:
     n, steps = config.num_envs, config.num_steps
     low, high = jnp.asarray(adapter.action_low), jnp.asarray(adapter.action_high)
 
-    def raw_adapter(env_state, k):
-        pool = envs.draw_reset_pool(adapter, k, n, trainer.reset_pool_size)
-
+    def raw_adapter(env_state, cache, k):
         def body(c, k):
-            s, resets = c
+            s, cache = c
             a = jax.random.uniform(k, (n, adapter.action_size), minval=low, maxval=high)
-            s, r = jax.vmap(adapter.step)(s, a, envs.pool_starts(pool, resets))
-            return (s, resets + (r.terminated | r.truncated)), r.reward
+            s, r, cache, _ = starts.step(adapter, s, cache, a)
+            return (s, cache), r.reward
 
-        return jax.lax.scan(body, (env_state, jnp.zeros((n,), jnp.int32)), jax.random.split(k, steps))
+        return jax.lax.scan(body, (env_state, cache), jax.random.split(k, steps))
 
     library = library_batched_env(args.env, adapter)
 
@@ -112,9 +111,9 @@ def main(argv=None) -> int:
         "iteration": (lambda s, h: trainer.run(s, h, 1)[0], (state, hp)),
         "rollout": (lambda s, h, k: trainer._rollout(s, h, k)[0], (state, hp, key)),
         "update": (lambda s, h, b, k: trainer._update(s, h, b, k)[0], (state, hp, batch, key)),
-        "raw adapter": (raw_adapter, (state.env_state, key)),
+        "raw adapter": (raw_adapter, (state.env_state, state.starts, key)),
         "raw library": (raw_library, (jax.jit(library.reset)(jax.random.split(key, n)), key)),
-        "reset pool": (lambda k: envs.draw_reset_pool(adapter, k, n, trainer.reset_pool_size), (key,)),
+        "start refill": (lambda k: starts.init(adapter, k, trainer.start_cache_size), (key,)),
     }
     for m in members:
         (it, it_args), (up, up_args) = _population(adapter, config, m, hp, key)

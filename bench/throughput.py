@@ -11,8 +11,8 @@ What is measured, on whatever device JAX sees (``jax.default_backend()``):
 1. ``raw env``: the ceiling of any trainer on that env and device. ``jit`` of a
    ``lax.scan`` over ``vmap(env.step)`` with uniform random actions, no learning.
    Two variants: ``adapter`` is rpo_jax's ``Environment.step`` as the trainer steps
-   it (fresh starts drawn once per scan with ``rpo_jax.envs.draw_reset_pool``, as
-   ``train.reset_pool`` does once per rollout, and selected with ``where``) and
+   it (fresh starts from a start cache with ``rpo_jax.starts.step``, as
+   ``train.reset_pool`` does: every episode its own reset, computed in batches) and
    ``library`` is the library env under Brax's own training wrappers
    (``brax.envs.training.wrap`` / ``mujoco_playground.wrapper.wrap_for_brax_training``,
    which auto-reset to a cached first state); the latter is what Brax PPO steps.
@@ -179,6 +179,7 @@ import numpy as np  # noqa: E402
 from jax.sharding import Mesh, NamedSharding, PartitionSpec  # noqa: E402
 
 from rpo_jax import envs as rpo_envs  # noqa: E402
+from rpo_jax import starts as rpo_starts  # noqa: E402
 from rpo_jax.config import HParams, SweepConfig, TrainConfig  # noqa: E402
 from rpo_jax.population import POPULATION_AXIS, build_population  # noqa: E402
 from rpo_jax.train import as_hparams, make_train  # noqa: E402
@@ -542,30 +543,28 @@ def compile_raw(
     shape = (num_envs, adapter.action_size)
     out: dict[str, Any] = {"num_envs": num_envs, "scan_steps": steps}
 
-    # rpo_jax adapter, auto-resetting to fresh random starts drawn once per scan, as the
-    # trainer draws them once per rollout (train.reset_pool). The carry accumulates reward
+    # rpo_jax adapter, auto-resetting to fresh starts from a start cache (rpo_jax.starts.step),
+    # exactly as the trainer steps its envs (train.reset_pool). The carry accumulates reward
     # and episode-end sums so nothing of a step is dead code except what no trainer needs.
-    pool_size = rpo_envs.reset_pool_size(steps, adapter.episode_length)
+    cache_size = rpo_starts.cache_size(num_envs, steps, adapter.episode_length)
 
     def adapter_rollout(carry):
-        states, key, total = carry
-        key, sub, pool_key = jax.random.split(key, 3)
-        pool = rpo_envs.draw_reset_pool(adapter, pool_key, num_envs, pool_size)
+        states, cache, key, total = carry
+        key, sub = jax.random.split(key)
 
         def body(c, k):
-            s, resets = c
+            s, cache = c
             action = jax.random.uniform(k, shape, minval=low, maxval=high)
-            s, result = jax.vmap(adapter.step)(s, action, rpo_envs.pool_starts(pool, resets))
+            s, result, cache, _ = rpo_starts.step(adapter, s, cache, action)
             dones = result.terminated | result.truncated
-            return (s, resets + dones), result.reward.sum() + result.final_obs.sum() + dones.sum()
+            return (s, cache), result.reward.sum() + result.final_obs.sum() + dones.sum()
 
-        (states, _), sums = jax.lax.scan(
-            body, (states, jnp.zeros((num_envs,), jnp.int32)), jax.random.split(sub, steps)
-        )
-        return states, key, total + sums.sum()
+        (states, cache), sums = jax.lax.scan(body, (states, cache), jax.random.split(sub, steps))
+        return states, cache, key, total + sums.sum()
 
     states = jax.jit(jax.vmap(adapter.reset))(jax.random.split(jax.random.PRNGKey(0), num_envs))
-    carry = (states, jax.random.PRNGKey(1), jnp.zeros((), jnp.float32))
+    cache = jax.jit(rpo_starts.init, static_argnums=(0, 2))(adapter, jax.random.PRNGKey(2), cache_size)
+    carry = (states, cache, jax.random.PRNGKey(1), jnp.zeros((), jnp.float32))
     fn, info = _compile(jax.jit(adapter_rollout, donate_argnums=0), carry, log=log)
     timeds = {"adapter": Timed(fn, carry, num_envs * steps).warmup()}
     out["adapter"] = info
@@ -797,19 +796,22 @@ def compile_population(
 ) -> tuple[dict[str, Any], Timed]:
     """``members`` x ``total_envs / members`` envs, placed as run_population places a population.
 
-    ``jit(vmap(trainer.init))`` and ``jit(vmap(trainer.run))`` with the population axis
+    ``jit(vmap(trainer.init))`` and ``jit(vmap(trainer.run))`` (the vmap axis named, as
+    run_population names it, so start caches refill together) with the population axis
     sharded over a 1-D mesh of ``devices`` (NamedSharding in and out, state donated).
     """
     config = train_config(profile, adapter.name, total_envs // members, iterations, reps)
-    trainer = make_train(config, env=adapter)
+    trainer = dataclasses.replace(make_train(config, env=adapter), population_axis=POPULATION_AXIS)
     population = population_hparams(members)
     mesh = Mesh(np.asarray(devices), (POPULATION_AXIS,))
     sharding = NamedSharding(mesh, PartitionSpec(POPULATION_AXIS))
     keys = jax.device_put(population.keys, sharding)
     hparams = jax.device_put(population.hparams, sharding)
-    init = jax.jit(jax.vmap(trainer.init), in_shardings=(sharding, sharding), out_shardings=sharding)
+    init = jax.jit(
+        jax.vmap(trainer.init, axis_name=POPULATION_AXIS), in_shardings=(sharding, sharding), out_shardings=sharding
+    )
     run = jax.jit(
-        jax.vmap(lambda s, h: trainer.run(s, h, iterations)),
+        jax.vmap(lambda s, h: trainer.run(s, h, iterations), axis_name=POPULATION_AXIS),
         in_shardings=(sharding, sharding),
         out_shardings=sharding,
         donate_argnums=0,

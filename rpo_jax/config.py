@@ -57,9 +57,10 @@ class TrainConfig:
     # True: V(s_T) is bootstrapped when an episode is cut by the time limit.
     # False: truncation is treated as termination, as CleanRL does.
     bootstrap_on_truncation: bool = True
-    # Auto-reset from fresh starts drawn once per rollout (a pool of
-    # ceil(num_steps / episode_length) per env, so episodes ended by the time limit
-    # never share a start) instead of computing a reset on every step.
+    # Auto-reset from a cache of fresh starts computed in batches (rpo_jax.starts): every episode
+    # still begins at its own independent reset, handed out in order of episode ends and never
+    # twice, at the cost of about one batched refill per rollout instead of a reset every step.
+    # False: compute a reset on every step (the same distribution, slower).
     reset_pool: bool = True
     clip_actions: bool = True
     norm_adv: bool = True

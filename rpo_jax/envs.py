@@ -50,10 +50,10 @@ computed on every step and merged with ``jnp.where`` (no ``lax.cond``), which is
 what a ``cond`` would turn into under ``vmap`` anyway.
 
 Computing a reset on every step costs a reset per env step. A batched loop can
-instead draw its fresh starts in advance: :func:`draw_reset_pool` computes a pool of
-``size`` starts per env at once (``size = ``:func:`reset_pool_size` for a loop of
-``num_steps``), :func:`pool_starts` picks each env's next unused one, and
-``step(state, action, reset_state)`` takes it instead of computing a reset.
+instead compute its fresh starts in batches: :meth:`Environment.transition` steps
+without the reset, and :meth:`Environment.auto_reset` continues the ended episodes
+from given starts (``step`` is the two together); :mod:`rpo_jax.starts` hands out a
+new, never-used start for every episode end that way.
 
 We do not use Brax's ``AutoResetWrapper``: it resets to a cached copy of the FIRST
 state of the episode instead of drawing a new initial state, so every episode of an
@@ -87,9 +87,6 @@ __all__ = [
     "available_envs",
     "check_env_name",
     "make_env",
-    "reset_pool_size",
-    "draw_reset_pool",
-    "pool_starts",
 ]
 
 FAMILIES = ("brax", "dmc", "gymnax")
@@ -228,11 +225,21 @@ class Environment:
         Pure; jit- and vmap-able. See the module docstring for the exact
         termination, truncation and auto-reset semantics. ``reset_state``, if
         given, is the fresh episode start to use when this step ends an episode
-        (e.g. drawn once per rollout by the trainer); otherwise a reset is drawn
-        here, which costs a reset computation on every step.
+        (e.g. from :mod:`rpo_jax.starts`); otherwise a reset is computed here, on
+        every step. Equal to :meth:`transition` then :meth:`auto_reset`.
+        """
+        if reset_state is None:
+            reset_state = self.reset(jax.random.split(state.key, 3)[2])
+        return self.auto_reset(*self.transition(state, action), reset_state)
+
+    def transition(self, state: EnvState, action: jax.Array) -> tuple[EnvState, StepResult]:
+        """One step without the auto-reset: the state after the step, and what it reports.
+
+        The returned state is where the episode ended if it did (``result.obs`` is then
+        still the final observation); :meth:`auto_reset` continues it from a fresh start.
         """
         action = jnp.asarray(action, jnp.float32).reshape(self.action_size)
-        key, step_key, reset_key = jax.random.split(state.key, 3)
+        key, step_key, _ = jax.random.split(state.key, 3)  # the third key: step's own reset
 
         inner, next_obs, reward, terminated = self._step_fn(state.inner, action, step_key)
         next_obs = _flat_obs(next_obs)
@@ -249,59 +256,30 @@ class Environment:
 
         steps = state.steps + 1
         truncated = (steps >= self.episode_length) & ~terminated
-        done = terminated | truncated
-
-        if reset_state is None:
-            reset_inner, reset_obs = self._reset_inner(reset_key)
-        else:
-            reset_inner, reset_obs = reset_state.inner, reset_state.obs
-        new_state = EnvState(
-            inner=_select_like(done, reset_inner, inner, state.inner),
-            obs=jnp.where(done, reset_obs, next_obs),
-            steps=jnp.where(done, 0, steps).astype(jnp.int32),
-            key=key,
-        )
+        after = EnvState(inner=inner, obs=next_obs, steps=steps.astype(jnp.int32), key=key)
         result = StepResult(
-            obs=new_state.obs,
+            obs=next_obs,
             reward=reward,
             terminated=terminated,
             truncated=truncated,
             final_obs=next_obs,
             nonfinite=nonfinite,
         )
-        return new_state, result
+        return after, result
 
+    def auto_reset(self, state: EnvState, result: StepResult, start: EnvState) -> tuple[EnvState, StepResult]:
+        """Where ``result`` ended the episode, continue from ``start`` (a fresh :meth:`reset` state).
 
-# --------------------------------------------------------------------------- reset pools
-
-
-def reset_pool_size(num_steps: int, episode_length: int) -> int:
-    """Fresh starts per env for a loop of ``num_steps`` steps: ``ceil(num_steps / episode_length)``.
-
-    That is the most episodes the time limit can end in ``num_steps`` consecutive
-    steps of one env, so an env whose episodes end only by the time limit never
-    reuses a start within the loop; an env that terminates more often cycles
-    through its starts. (Brax's training wrapper instead returns every env to its
-    first start, forever.)
-    """
-    return -(-int(num_steps) // int(episode_length))
-
-
-def draw_reset_pool(env: Environment, key: jax.Array, num_envs: int, size: int) -> EnvState:
-    """``size`` fresh episode starts for each of ``num_envs`` envs, an :class:`EnvState` ``[size, num_envs]``."""
-    keys = jax.random.split(key, size * num_envs).reshape(size, num_envs, -1)
-    return jax.vmap(jax.vmap(env.reset))(keys)
-
-
-def pool_starts(pool: EnvState, resets: jax.Array) -> EnvState:
-    """Each env's next start, ``pool[resets[i] % size, i]``, with ``resets [num_envs]`` its episode ends so far.
-
-    Pass the result as ``reset_state`` to a vmapped :meth:`Environment.step`; add
-    ``terminated | truncated`` of the step to ``resets`` afterwards.
-    """
-    size = jax.tree.leaves(pool)[0].shape[0]
-    env_index = jnp.arange(resets.shape[0])
-    return jax.tree.map(lambda x: x[resets % size, env_index], pool)
+        The env keeps its own key; ``result.obs`` becomes the observation to act on next.
+        """
+        done = result.terminated | result.truncated
+        new_state = EnvState(
+            inner=_select_like(done, start.inner, state.inner, state.inner),
+            obs=jnp.where(done, start.obs, state.obs),
+            steps=jnp.where(done, 0, state.steps).astype(jnp.int32),
+            key=state.key,
+        )
+        return new_state, result.replace(obs=new_state.obs)
 
 
 def _flat_obs(obs: Any) -> jax.Array:

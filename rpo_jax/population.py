@@ -173,10 +173,11 @@ def run_population(
     if first % chunk or not 0 <= first <= num_iterations:
         raise ValueError(f"cannot resume at iteration {first}: not a chunk boundary of {chunk} in {num_iterations}")
 
-    init = _over_members(trainer.init, padded)
+    trainer = population_trainer(trainer, padded)
+    init = over_members(trainer.init, padded)
     init_fn = jax.jit(init, in_shardings=(sharding, sharding), out_shardings=sharding)
     run_fn = jax.jit(
-        _over_members(lambda s, h: trainer.run(s, h, chunk), padded),
+        over_members(lambda s, h: trainer.run(s, h, chunk), padded),
         in_shardings=(sharding, sharding),
         out_shardings=sharding,
         donate_argnums=0,
@@ -247,7 +248,16 @@ def _wait(tree: Any) -> None:
         time.sleep(0.01)
 
 
-def _over_members(fn: Callable, size: int) -> Callable:
+def population_trainer(trainer: Trainer, size: int) -> Trainer:
+    """``trainer`` for a population of ``size`` run by :func:`over_members` (its vmap axis named).
+
+    With the axis named, the members' start caches refill together in one real branch
+    (:mod:`rpo_jax.starts`) instead of a select that computes a refill on every step.
+    """
+    return dataclasses.replace(trainer, population_axis=POPULATION_AXIS if size > 1 else None)
+
+
+def over_members(fn: Callable, size: int) -> Callable:
     """``jax.vmap(fn)`` over the population axis; for a population of one, ``fn`` unbatched.
 
     The result has the population axis either way. A population of one (``rpo-jax
@@ -255,7 +265,7 @@ def _over_members(fn: Callable, size: int) -> Callable:
     for the same update unbatched (a quarter, for one member; ``bench/RESULTS.md``).
     """
     if size > 1:
-        return jax.vmap(fn)
+        return jax.vmap(fn, axis_name=POPULATION_AXIS)
 
     def one(*args):
         out = fn(*jax.tree.map(lambda x: x[0], args))

@@ -5,7 +5,11 @@ and returns a :class:`Trainer` whose functions take traced hyperparameters::
 
     trainer = make_train(config)
     state, metrics = trainer.train(key, hparams)              # one member
-    jax.jit(jax.vmap(trainer.train))(keys, population_hparams)  # a population
+    jax.jit(jax.vmap(trainer.train))(keys, population_hparams)  # a population (see below)
+
+In a population, ``population.over_members(population.population_trainer(trainer, P).train, P)``
+names the vmap axis so the members' start caches refill in one real branch (``rpo_jax.starts``);
+a plain ``jax.vmap`` gives the same numbers but computes a refill on every step.
 
 The loop, top to bottom (PureJaxRL style, nested ``lax.scan``s)::
 
@@ -38,7 +42,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from rpo_jax import augmentation, divergences, envs, gae, normalization, ppo, trpo
+from rpo_jax import augmentation, divergences, envs, gae, normalization, ppo, starts, trpo
 from rpo_jax.config import HParams, TrainConfig
 from rpo_jax.distributions import action_distribution
 from rpo_jax.networks import Actor, Critic
@@ -59,13 +63,14 @@ METRIC_NAMES: tuple[str, ...] = (
     "alpha_current",  # the alpha used in this iteration's loss (annealed if anneal_alpha = 1)
     "env_steps",  # cumulative env steps at the end of the iteration (int32)
     "nonfinite_env_steps",  # env steps of this iteration whose obs or reward was non-finite (int32)
+    "reused_starts",  # episodes of this iteration that began at a start handed out before (int32; 0 by design)
     "diverged",  # 1.0 from the member's diverged_at iteration on, else 0.0 (see TrainState.diverged_at)
 )
 # The aux entries that are terms of the loss (not diagnostics): a non-finite one means divergence.
 # TRPO's clipfrac is NaN by design, so diagnostics are not checked.
 LOSS_TERM_NAMES: tuple[str, ...] = ("policy_loss", "value_loss", "drac_policy", "drac_value", "smoothness_penalty")
 # Metrics left as they are once a member has diverged: the step counters and the flag itself.
-KEPT_WHEN_DIVERGED: tuple[str, ...] = ("env_steps", "nonfinite_env_steps", "diverged")
+KEPT_WHEN_DIVERGED: tuple[str, ...] = ("env_steps", "nonfinite_env_steps", "reused_starts", "diverged")
 
 
 @flax.struct.dataclass
@@ -81,6 +86,7 @@ class TrainState:
     episode_length: jax.Array  # [num_envs]
     key: jax.Array
     iteration: jax.Array  # int32, completed iterations
+    starts: starts.StartCache | None  # fresh episode starts (train.reset_pool), else None
     # int32: index (0-based, as the metrics' ``iteration``) of the first iteration after whose update
     # a parameter (actor or critic) or a loss term was non-finite; -1 while that never happened.
     diverged_at: jax.Array
@@ -110,6 +116,10 @@ def make_train(config: TrainConfig, env: envs.Environment | None = None) -> "Tra
 class Trainer:
     config: TrainConfig
     env: envs.Environment
+    # Name of the vmap axis when members run as a vmapped population (``jax.vmap(..., axis_name=...)``):
+    # the start caches of all members then refill together, in a real branch (rpo_jax.starts).
+    # None: unbatched, or vmapped without a name (correct, but the refill is then computed every step).
+    population_axis: str | None = None
 
     # ------------------------------------------------------------------ setup
     @property
@@ -159,7 +169,7 @@ class Trainer:
     def init(self, key: jax.Array, hparams: HParams) -> TrainState:
         """Initial state of one member: networks, optimiser, normaliser and ``num_envs`` reset envs."""
         cfg = self.config
-        key, k_actor, k_critic, k_env = jax.random.split(key, 4)
+        key, k_actor, k_critic, k_env, k_starts = jax.random.split(key, 5)
         dummy = jnp.zeros((self.env.observation_size,), jnp.float32)
         params = {"actor": self.actor.init(k_actor, dummy), "critic": self.critic.init(k_critic, dummy)}
         env_state = jax.vmap(self.env.reset)(jax.random.split(k_env, cfg.num_envs))
@@ -175,40 +185,44 @@ class Trainer:
             episode_length=jnp.zeros((cfg.num_envs,), jnp.int32),
             key=key,
             iteration=jnp.zeros((), jnp.int32),
+            starts=starts.init(self.env, k_starts, self.start_cache_size) if cfg.reset_pool else None,
             diverged_at=jnp.full((), -1, jnp.int32),
         )
 
     # ---------------------------------------------------------------- rollout
     @property
-    def reset_pool_size(self) -> int:
-        """Fresh episode starts drawn per env per rollout (:func:`rpo_jax.envs.reset_pool_size`)."""
-        return envs.reset_pool_size(self.config.num_steps, self.env.episode_length)
+    def start_cache_size(self) -> int:
+        """Fresh episode starts computed per refill (:func:`rpo_jax.starts.cache_size`)."""
+        return starts.cache_size(self.config.num_envs, self.config.num_steps, self.env.episode_length)
+
+    def _env_step(self, state: TrainState, actions: jax.Array):
+        """Steps all envs; episodes that end continue from fresh starts (the cache, or a reset per step)."""
+        if not self.config.reset_pool:
+            env_state, result = jax.vmap(self.env.step)(state.env_state, actions)
+            return env_state, result, state.starts, jnp.zeros((), jnp.int32)
+        return starts.step(self.env, state.env_state, state.starts, actions, self.population_axis)
 
     def _rollout(self, state: TrainState, hparams: HParams, key: jax.Array):
         cfg = self.config
         low = jnp.asarray(self.env.action_low)
         high = jnp.asarray(self.env.action_high)
-        if cfg.reset_pool:
-            key, pool_key = jax.random.split(key)
-            pool = envs.draw_reset_pool(self.env, pool_key, cfg.num_envs, self.reset_pool_size)
 
         def step(carry, step_key):
-            state, finished, resets = carry
-            reset_state = envs.pool_starts(pool, resets) if cfg.reset_pool else None
+            state, finished = carry
             loc, log_scale = self.actor.apply(state.params["actor"], state.obs)
             policy = action_distribution(cfg.action_dist, loc, log_scale)  # unperturbed
             actions, logprobs = policy.sample_and_log_prob(seed=step_key)
             env_actions = jnp.clip(actions, low, high) if cfg.clip_actions else actions
-            env_state, result = jax.vmap(self.env.step)(state.env_state, env_actions, reset_state)
+            env_state, result, cache, reused = self._env_step(state, env_actions)
 
             dones = result.terminated | result.truncated
-            resets = resets + dones.astype(jnp.int32)
             episode_return = state.episode_return + result.reward
             episode_length = state.episode_length + 1
             finished = (
                 finished[0] + jnp.sum(jnp.where(dones, episode_return, 0.0)),
                 finished[1] + jnp.sum(jnp.where(dones, episode_length, 0)),
                 finished[2] + jnp.sum(dones.astype(jnp.int32)),
+                finished[3] + reused,
             )
 
             normalizer = state.normalizer
@@ -240,14 +254,12 @@ class Trainer:
                 normalizer=normalizer,
                 episode_return=jnp.where(dones, 0.0, episode_return),
                 episode_length=jnp.where(dones, 0, episode_length),
+                starts=cache,
             )
-            return (state, finished, resets), transition
+            return (state, finished), transition
 
-        zero = (jnp.zeros((), jnp.float32), jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32))
-        resets = jnp.zeros((cfg.num_envs,), jnp.int32)
-        (state, finished, _), trajectory = jax.lax.scan(
-            step, (state, zero, resets), jax.random.split(key, cfg.num_steps)
-        )
+        zero = (jnp.zeros((), jnp.float32),) + (jnp.zeros((), jnp.int32),) * 3
+        (state, finished), trajectory = jax.lax.scan(step, (state, zero), jax.random.split(key, cfg.num_steps))
         return state, trajectory, finished
 
     # ----------------------------------------------------------------- update
@@ -464,7 +476,7 @@ class Trainer:
         cfg = self.config
         index = state.iteration  # this iteration's 0-based index
         key, rollout_key, update_key = jax.random.split(state.key, 3)
-        state, traj, (return_sum, length_sum, episodes) = self._rollout(state, hparams, rollout_key)
+        state, traj, (return_sum, length_sum, episodes, reused) = self._rollout(state, hparams, rollout_key)
         batch = self._batch(state.params, traj, hparams)
         learning_rate = self.learning_rate(hparams, index)
         alpha = self.alpha(hparams, index)
@@ -487,6 +499,7 @@ class Trainer:
             "alpha_current": jnp.asarray(alpha, jnp.float32),
             "env_steps": state.iteration * cfg.batch_size,
             "nonfinite_env_steps": jnp.sum(traj.nonfinite.astype(jnp.int32)),
+            "reused_starts": reused,
         }
         return state, mask_diverged(metrics, diverged_at >= 0)
 

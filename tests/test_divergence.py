@@ -14,6 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from rpo_jax import population
 from rpo_jax.config import TrainConfig
 from rpo_jax.train import as_hparams, first_divergence, make_train, mask_diverged, stack_hparams
 
@@ -39,11 +40,21 @@ def trainer():
 
 @pytest.fixture(scope="module")
 def populations(trainer):
-    """(with, without): the population with the two exploding members after the healthy ones, and without."""
-    train = jax.jit(jax.vmap(trainer.train))
+    """(with, without): the population with the two exploding members after the healthy ones, and without.
+
+    Run as ``run_population`` runs a population: the exploding members end an episode on every step,
+    so their start caches force refills of every member's cache at times the healthy pair alone would
+    not choose (rpo_jax.starts); the healthy members' numbers must not notice.
+    """
+
+    def train(keys, hparams):
+        size = len(keys)
+        members = population.population_trainer(trainer, size)
+        return jax.device_get(jax.jit(population.over_members(members.train, size))(keys, hparams))
+
     keys = jnp.stack([jax.random.PRNGKey(s) for s in SEEDS])
-    with_them = jax.device_get(train(keys, stack_hparams(HEALTHY + EXPLODING)))
-    without = jax.device_get(train(keys[:2], stack_hparams(HEALTHY)))
+    with_them = train(keys, stack_hparams(HEALTHY + EXPLODING))
+    without = train(keys[:2], stack_hparams(HEALTHY))
     return with_them, without
 
 
@@ -102,8 +113,8 @@ def test_a_diverged_policy_would_score_zero_without_the_mask(trainer):
     hparams = as_hparams()
     state = trainer.init(jax.random.PRNGKey(0), hparams)
     state = state.replace(params=jax.tree.map(lambda x: jnp.full_like(x, jnp.nan), state.params))
-    _, trajectory, (return_sum, _, episodes) = jax.jit(trainer._rollout)(state, hparams, jax.random.PRNGKey(1))
-    assert int(episodes) == CONFIG.batch_size  # every step ends an episode
+    _, trajectory, (return_sum, _, episodes, reused) = jax.jit(trainer._rollout)(state, hparams, jax.random.PRNGKey(1))
+    assert int(episodes) == CONFIG.batch_size and int(reused) == 0  # every step ends an episode, each fresh
     assert float(return_sum) == 0.0
     assert bool(np.all(trajectory.nonfinite))
 

@@ -3,6 +3,7 @@
 The persistent compilation cache is configured in tests/conftest.py.
 """
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -157,31 +158,19 @@ def test_toy_termination_autoreset_and_fresh_resets():
     assert len(set(starts)) == len(starts)  # each reset is a fresh draw
 
 
-@pytest.mark.parametrize("num_steps, episode_length, size", [(16, 1000, 1), (12, 5, 3), (10, 5, 2), (1, 1, 1)])
-def test_reset_pool_size_is_the_most_time_limit_ends_in_a_loop(num_steps, episode_length, size):
-    assert envs.reset_pool_size(num_steps, episode_length) == size
-
-
-def test_pool_starts_take_each_envs_starts_in_turn():
-    env = _toy_env(terminate_at=2.5)  # episodes of 2-3 steps at action 1
-    num_envs, size = 3, 2
-    pool = jax.jit(envs.draw_reset_pool, static_argnums=(0, 2, 3))(env, jax.random.PRNGKey(0), num_envs, size)
-    starts = np.asarray(pool.obs[..., 0])
-    assert starts.shape == (size, num_envs) and len(set(starts.ravel())) == size * num_envs
-    picked = envs.pool_starts(pool, jnp.array([0, 1, 2]))
-    np.testing.assert_array_equal(picked.obs[:, 0], [starts[0, 0], starts[1, 1], starts[0, 2]])
-
-    # Stepping with the pool: every episode end takes the env's next start.
-    state = jax.vmap(env.reset)(jax.random.split(jax.random.PRNGKey(1), num_envs))
-    resets = jnp.zeros(num_envs, jnp.int32)
-    step = jax.jit(jax.vmap(env.step))
-    for _ in range(5):
-        state, res = step(state, jnp.ones((num_envs, 1)), envs.pool_starts(pool, resets))
+def test_step_is_transition_then_auto_reset():
+    env = _toy_env(terminate_at=2.5)
+    state = jax.vmap(env.reset)(jax.random.split(jax.random.PRNGKey(1), 3))
+    start = jax.vmap(env.reset)(jax.random.split(jax.random.PRNGKey(2), 3))
+    for _ in range(4):
+        stepped, res = jax.vmap(env.step)(state, jnp.ones((3, 1)), start)
+        after, partial = jax.vmap(env.transition)(state, jnp.ones((3, 1)))
+        np.testing.assert_array_equal(partial.obs, partial.final_obs)  # no reset yet
+        composed, res2 = jax.vmap(env.auto_reset)(after, partial, start)
+        chex.assert_trees_all_equal((stepped, res), (composed, res2))
         done = np.asarray(res.terminated | res.truncated)
-        for i in np.nonzero(done)[0]:
-            assert float(res.obs[i, 0]) == starts[int(resets[i]) % size, i]
-        resets = resets + done
-    assert int(resets.min()) >= 1
+        np.testing.assert_array_equal(np.asarray(res.obs)[done], np.asarray(start.obs)[done])
+        state = stepped
 
 
 def test_toy_nan_counts_as_termination():

@@ -90,50 +90,6 @@ def test_no_metric_is_named_like_a_member_column(overrides):
     assert "learning_rate_current" in metrics and "learning_rate" in HPARAM_NAMES  # the clash this guards against
 
 
-@pytest.mark.parametrize("reset_pool", [True, False])
-def test_every_episode_in_a_rollout_starts_from_a_fresh_start(reset_pool):
-    """Auto-reset draws a new random start per episode (pooled per rollout or not).
-
-    Pendulum never terminates, so with episodes of 5 steps and rollouts of 12 an env
-    ends up to ceil(12 / 5) = 3 episodes per rollout: the pool holds exactly that many
-    starts per env, and no two episodes of one env may begin in the same state, in one
-    rollout or across rollouts.
-    """
-    config = TrainConfig(
-        env="gymnax/Pendulum-v1",
-        num_envs=3,
-        num_steps=12,
-        num_minibatches=1,
-        update_epochs=1,
-        total_timesteps=3 * 12 * 4,
-        episode_length=5,
-        normalize_observations=False,
-        reset_pool=reset_pool,
-    )
-    trainer = make_train(config)
-    if reset_pool:
-        assert trainer.reset_pool_size == 3
-    hparams = as_hparams()
-    state = jax.jit(trainer.init)(jax.random.PRNGKey(3), hparams)
-    rollout = jax.jit(trainer._rollout)
-    starts = [[np.asarray(state.obs[i])] for i in range(config.num_envs)]
-    for key in jax.random.split(jax.random.PRNGKey(4), 4):
-        state, trajectory, (_, _, episodes) = rollout(state, hparams, key)
-        dones = np.asarray(trajectory.dones)  # [num_steps, num_envs]
-        obs = np.asarray(trajectory.obs)
-        assert int(episodes) == int(dones.sum()) > 0
-        for t, i in zip(*np.nonzero(dones[:-1])):
-            starts[i].append(obs[t + 1, i])
-        for i in np.nonzero(dones[-1])[0]:
-            starts[i].append(np.asarray(state.obs[i]))
-    for env_starts in starts:
-        assert len(env_starts) == 1 + 48 // 5  # the first start, then one per 5 steps
-        # Pendulum starts at a uniformly random angle and speed: equal rows mean a reused start.
-        assert len({row.tobytes() for row in env_starts}) == len(env_starts)
-    all_starts = np.concatenate([np.stack(s) for s in starts])
-    assert len({row.tobytes() for row in all_starts}) == len(all_starts)
-
-
 def test_alpha_zero_is_ppo_bit_for_bit(train_jit):
     """RPO's perturbation code path with alpha = 0 reproduces plain PPO exactly."""
     ppo_trainer = make_train(TINY.__class__(**{**TINY.__dict__, "perturb_mean": False}))
@@ -212,8 +168,8 @@ def test_population_of_one_runs_unbatched_and_equals_train(trainer, train_jit):
     assert result.metrics["episode_return"].shape == (1, TINY.num_iterations)
     _assert_trees_close({k: v[0] for k, v in result.metrics.items()}, alone)
     _assert_trees_close(jax.tree.map(lambda x: x[0], result.state.params), state.params)
-    vmapped = population._over_members(lambda x: jnp.stack([x.sum(), x.max()]), 2)(jnp.ones((2, 3)))
-    one = population._over_members(lambda x: jnp.stack([x.sum(), x.max()]), 1)(jnp.ones((1, 3)))
+    vmapped = population.over_members(lambda x: jnp.stack([x.sum(), x.max()]), 2)(jnp.ones((2, 3)))
+    one = population.over_members(lambda x: jnp.stack([x.sum(), x.max()]), 1)(jnp.ones((1, 3)))
     np.testing.assert_array_equal(vmapped, [[3.0, 1.0], [3.0, 1.0]])
     np.testing.assert_array_equal(one, [[3.0, 1.0]])
 
