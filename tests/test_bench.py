@@ -188,7 +188,7 @@ def test_breakdown_runs_at_tiny_sizes_and_writes_every_program(tmp_path):
         "update",
         "raw adapter",
         "raw library",
-        "reset pool",
+        "start refill",
         "population 1",
         "population 1 update",
         "population 2",
