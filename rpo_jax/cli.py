@@ -299,8 +299,14 @@ def resume(args: argparse.Namespace) -> int:
             return 0
         config = cfgmod.config_from_dict(cfgmod.load_yaml(str(claim.write_dir / "config.yaml")))
         ran_on = status.get("devices")
-        requested = args.devices if args.devices is not None else ran_on
-        devices = _select_devices(requested, args.distributed)
+        devices = _select_devices(args.devices, args.distributed)
+        if args.devices is None and isinstance(ran_on, int):
+            if ran_on > len(devices):
+                raise ConfigError(
+                    f"{args.run_dir} ran on {ran_on} devices but {len(devices)} are visible; pass --devices "
+                    f"{len(devices)} to continue on them (then equal up to rounding, not bit for bit)"
+                )
+            devices = devices[:ran_on]
     except (ConfigError, rundir.RunDirError) as err:
         claim.release()
         return _error(err)

@@ -305,3 +305,15 @@ def test_a_static_sweep_stopped_in_either_point_resumes_exactly(tmp_path, point)
     chex.assert_trees_all_equal(resumed.state, reference.state)
     if point == 1:  # the finished first point was loaded, not trained again
         assert resumed.compile_seconds < reference.compile_seconds
+
+
+def test_resume_on_fewer_devices_than_the_run_used_is_one_line(pendulum_reference, tmp_path, capsys):
+    import shutil
+
+    _, reference = pendulum_reference
+    out = tmp_path / "run"
+    shutil.copytree(reference, out, ignore=shutil.ignore_patterns(rundir.LOCK_FILE))
+    rundir.write_status(out, "interrupted", devices=99, reason="test")
+    assert cli.main(["resume", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "ran on 99 devices" in err and "--devices" in err, err
