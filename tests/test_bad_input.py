@@ -10,22 +10,9 @@ import subprocess
 import sys
 
 import pytest
+from test_cli import TINY_YAML  # the tiny config every CLI test starts from
 
 from rpo_jax import cli, population, train
-
-TINY_YAML = """
-train:
-  env: gymnax/Pendulum-v1
-  num_envs: 2
-  num_steps: 64
-  num_minibatches: 2
-  update_epochs: 1
-  total_timesteps: 512
-hparams:
-  alpha: 0.5
-sweep:
-  seeds: 2
-"""
 
 CASES = [
     # (config text, extra CLI args, expected message fragment)
