@@ -279,7 +279,7 @@ def run(args: argparse.Namespace) -> int:
         policy = _checkpoint_policy(args)
         devices = _select_devices(args.devices, args.distributed)
         claim = _claim_new(args) if args.out else None
-    except (ConfigError, results.OutputDirError, rundir.RunDirError) as err:
+    except (ConfigError, rundir.RunDirError) as err:
         return _error(err)
     return _train(config, claim, devices, policy, args)
 

@@ -33,7 +33,7 @@ import jax
 import numpy as np
 
 from rpo_jax import population, results, train
-from rpo_jax.config import ExperimentConfig, HParams
+from rpo_jax.config import ExperimentConfig
 
 RESUME_DIR = "resume"
 
@@ -143,13 +143,6 @@ def _restore(manager, state_target: Any) -> population.Resume | None:
     return population.Resume(iteration=int(step), state=restored["state"], metrics=history)
 
 
-def state_shape(trainer, size: int) -> Any:
-    """Shapes and dtypes of a population's :class:`~rpo_jax.train.TrainState` (leading axis ``size``)."""
-    keys = jax.ShapeDtypeStruct((size, 2), np.uint32)
-    hparams = jax.tree.map(lambda _: jax.ShapeDtypeStruct((size,), np.float32), HParams())
-    return jax.eval_shape(jax.vmap(trainer.init), keys, hparams)
-
-
 def run_durable(
     config: ExperimentConfig,
     run_dir: str | os.PathLike,
@@ -185,7 +178,7 @@ def run_durable(
             return progress
 
         try:
-            resume = _restore(manager, state_shape(trainer, pop.size))
+            resume = _restore(manager, population.state_shape(trainer, pop.size))
             saved["iteration"] = resume.iteration if resume is not None else 0
             if resume is not None and resume.iteration == trainer.num_iterations:
                 finished.append(

@@ -338,6 +338,16 @@ def diverged_members(result: SweepResult) -> dict[int, int]:
     return {m["member"]: int(i) for m, i in zip(result.members, at) if i >= 0}
 
 
+def state_shape(trainer: Trainer, size: int) -> TrainState:
+    """Shapes and dtypes of the :class:`~rpo_jax.train.TrainState` of ``size`` members (leading axis ``size``).
+
+    A restore target for checkpoints of a population; nothing is computed.
+    """
+    keys = jax.ShapeDtypeStruct((size, 2), np.uint32)
+    hparams = jax.tree.map(lambda _: jax.ShapeDtypeStruct((size,), np.float32), HParams())
+    return jax.eval_shape(jax.vmap(trainer.init), keys, hparams)
+
+
 def checkpoint_tree(state: TrainState) -> dict[str, Any]:
     """What is saved of each member: parameters, optimiser and normaliser state, key, iteration."""
     return {

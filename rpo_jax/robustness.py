@@ -363,20 +363,15 @@ def load_run(run_dir) -> RunCheckpoint:
     target comes from ``jax.eval_shape`` of the vmapped ``Trainer.init`` of the first static point
     (all static points share one state structure, which ``run_experiment`` enforces).
     """
-    import jax
-    import jax.numpy as jnp
 
     from rpo_jax import population, results, train
-    from rpo_jax.config import HParams
 
     p, config = _check_run_dir(run_dir)
     members = config.sweep.members(config.hparams)
     size = len(members)
     points = config.sweep.static_points()
     trainer = train.make_train(dataclasses.replace(config.train, **points[0]))
-    keys = jax.ShapeDtypeStruct((size, 2), jnp.uint32)
-    hparams = jax.tree.map(lambda _: jax.ShapeDtypeStruct((size,), jnp.float32), HParams())
-    target = population.checkpoint_tree(jax.eval_shape(jax.vmap(trainer.init), keys, hparams))
+    target = population.checkpoint_tree(population.state_shape(trainer, size))
     try:
         checkpoint = _restore(results.restore_checkpoint, p / "checkpoint", target)
     except ValueError as e:
