@@ -169,6 +169,9 @@ def resolve_config(args: argparse.Namespace) -> ExperimentConfig:
 
     try:
         envs.check_env_name(config.train.env)
+        for point in config.sweep.static_points():
+            if "env" in point:
+                envs.check_env_name(point["env"])
     except ValueError as err:
         raise ConfigError(str(err)) from None
     return config

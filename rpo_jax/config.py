@@ -54,6 +54,9 @@ class TrainConfig:
     normalize_rewards: bool = True  # return-based reward scaling (gym's NormalizeReward)
     obs_clip: float = 10.0
     reward_clip: float = 10.0
+    # False: one set of normalisation statistics pooled over a member's envs (as Brax). True: one per
+    # env, as CleanRL's vector env of separately wrapped envs. Identical at num_envs = 1.
+    normalize_per_env: bool = False
     # True: V(s_T) is bootstrapped when an episode is cut by the time limit.
     # False: truncation is treated as termination, as CleanRL does.
     bootstrap_on_truncation: bool = True
@@ -143,6 +146,7 @@ class TrainConfig:
         for name in (
             "normalize_observations",
             "normalize_rewards",
+            "normalize_per_env",
             "bootstrap_on_truncation",
             "reset_pool",
             "clip_actions",
@@ -403,6 +407,17 @@ _TRAIN_INT_FIELDS = tuple(n for n, f in _TRAIN_FIELDS.items() if f.type in ("int
 _TRAIN_FLOAT_FIELDS = tuple(n for n, f in _TRAIN_FIELDS.items() if f.type == "float")
 _SECTIONS = ("train", "hparams", "sweep")
 
+# Presets: named sets of ``train`` switches a config selects with a top-level ``preset: <name>``.
+# ``cleanrl`` -- the semantics of CleanRL's ppo_continuous_action.py / rpo_continuous_action.py
+# where ours default otherwise (everything else already matches: see the README's "Where we
+# differ from CleanRL"). Every RPO-paper config uses it (tests/test_config_input.py).
+PRESETS: dict[str, dict[str, Any]] = {
+    "cleanrl": {
+        "bootstrap_on_truncation": False,  # a time-limit cut is a termination
+        "normalize_per_env": True,  # gym.vector wraps each env in its own normalisers
+    },
+}
+
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
@@ -460,6 +475,18 @@ def _seeds(value: Any) -> tuple[int, ...]:
     raise ConfigError(f"sweep.seeds must be a positive count or a list of seeds, got {value!r}")
 
 
+def _preset(name: Any, train: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``train`` values of preset ``name`` (None: none); a ``train`` key that contradicts one is an error."""
+    if name is None:
+        return {}
+    if not isinstance(name, str) or name not in PRESETS:
+        raise ConfigError(f"unknown preset {name!r}; choose from {', '.join(PRESETS)}")
+    for key, value in PRESETS[name].items():
+        if key in train and train[key] != value:
+            raise ConfigError(f"train.{key}={train[key]!r} contradicts preset {name} (which sets {value!r})")
+    return dict(PRESETS[name])
+
+
 def config_from_dict(data: Mapping[str, Any]) -> ExperimentConfig:
     """Builds and validates an ExperimentConfig from a nested mapping (parsed YAML)."""
     if data is None:
@@ -467,8 +494,8 @@ def config_from_dict(data: Mapping[str, Any]) -> ExperimentConfig:
     if not isinstance(data, Mapping):
         raise ConfigError(f"config must be a mapping with sections {', '.join(_SECTIONS)}, got {type(data).__name__}")
     for key in data:
-        if key not in _SECTIONS:
-            raise ConfigError(f"unknown config section '{key}'; expected one of {', '.join(_SECTIONS)}")
+        if key not in _SECTIONS and key != "preset":
+            raise ConfigError(f"unknown config section '{key}'; expected one of {', '.join(_SECTIONS)} or preset")
     sections = {}
     for section in _SECTIONS:
         value = data.get(section) or {}
@@ -481,6 +508,7 @@ def config_from_dict(data: Mapping[str, Any]) -> ExperimentConfig:
         if key not in _TRAIN_FIELDS:
             raise ConfigError(f"unknown key 'train.{key}'; choose from {', '.join(_TRAIN_FIELDS)}")
         train_kwargs[key] = _coerce_train(key, value)
+    train_kwargs.update(_preset(data.get("preset"), train_kwargs))
     train = TrainConfig(**train_kwargs)
 
     hp_kwargs = {}

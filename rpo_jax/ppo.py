@@ -51,6 +51,11 @@ def shuffled_minibatches(key: jax.Array, batch: Any, num_minibatches: int) -> An
     return jax.tree.map(lambda x: x[order].reshape((num_minibatches, size // num_minibatches) + x.shape[1:]), batch)
 
 
+def normalize_advantages(advantages: jax.Array) -> jax.Array:
+    """``(A - mean(A)) / (std(A) + 1e-8)`` with the unbiased std (ddof 1), as CleanRL's ``torch.std``."""
+    return (advantages - advantages.mean()) / (advantages.std(ddof=1) + 1e-8)
+
+
 def ppo_loss(
     params: Any,
     batch: Minibatch,
@@ -88,7 +93,7 @@ def ppo_loss(
     ratio = jnp.exp(logratio)
     advantages = batch.advantages
     if norm_adv:
-        advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+        advantages = normalize_advantages(advantages)
     clip = hparams.clip_coef
     policy_loss = jnp.maximum(-advantages * ratio, -advantages * jnp.clip(ratio, 1.0 - clip, 1.0 + clip)).mean()
 

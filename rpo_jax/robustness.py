@@ -229,12 +229,12 @@ def make_evaluator(
 
         def clean_point(raw):  # the vector eps is measured on
             if space == "normalized" and normalize:
-                return normalization.normalize_observations(normalizer, raw, cfg.obs_clip)
+                return normalization.normalize_for_evaluation(normalizer, raw, cfg.obs_clip)
             return raw
 
         def agent_input(point):  # what the agent sees of a (perturbed) point
             if space == "raw" and normalize:
-                return normalization.normalize_observations(normalizer, point, cfg.obs_clip)
+                return normalization.normalize_for_evaluation(normalizer, point, cfg.obs_clip)
             return point
 
         def perturbed(base, delta):
@@ -395,12 +395,21 @@ def _restore(restore: Callable, path: pathlib.Path, target: dict) -> Any:
             raise error from None
 
 
+def _member_obs_std(normalizer) -> Any:
+    """Each member's observation std ``[P, obs]`` (per-env statistics merged)."""
+    import jax
+
+    from rpo_jax import normalization
+
+    return jax.vmap(lambda n: normalization.evaluation_stats(n).std)(normalizer)
+
+
 def raw_scale(run: RunCheckpoint) -> np.ndarray:
     """``s_d``: the mean over the members that did not diverge (all, if every one did) of their normaliser's std.
 
     Ones without observation normalisation.
     """
-    std = np.asarray(run.checkpoint["normalizer"].obs.std, np.float32)  # [P, obs]
+    std = np.asarray(_member_obs_std(run.checkpoint["normalizer"]), np.float32)  # [P, obs]
     if not run.config.train.normalize_observations:
         return np.ones(std.shape[1:], np.float32)
     healthy = diverged_at(run.checkpoint, len(std)) < 0
@@ -471,7 +480,7 @@ def evaluate(
     if space == "raw":
         scale = raw_scale(run)
     else:
-        scale = np.ones(run.checkpoint["normalizer"].obs.std.shape[1:], np.float32)
+        scale = np.ones(run.checkpoint["normalizer"].obs.mean.shape[-1:], np.float32)
     eps_array = jnp.asarray(np.asarray(eps, np.float32))
     key = jax.random.PRNGKey(seed)
     size = len(run.members)

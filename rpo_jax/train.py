@@ -173,7 +173,7 @@ class Trainer:
         dummy = jnp.zeros((self.env.observation_size,), jnp.float32)
         params = {"actor": self.actor.init(k_actor, dummy), "critic": self.critic.init(k_critic, dummy)}
         env_state = jax.vmap(self.env.reset)(jax.random.split(k_env, cfg.num_envs))
-        normalizer = normalization.init(self.env.observation_size, cfg.num_envs)
+        normalizer = normalization.init(self.env.observation_size, cfg.num_envs, cfg.normalize_per_env)
         normalizer, obs = self._observe(normalizer, env_state.obs)
         return TrainState(
             params=params,
@@ -229,14 +229,15 @@ class Trainer:
             rewards = result.reward
             if cfg.normalize_rewards:
                 normalizer, rewards = normalization.scale_rewards(
-                    normalizer, rewards, dones, hparams.gamma, cfg.reward_clip
+                    normalizer, rewards, result.terminated, hparams.gamma, cfg.reward_clip
                 )
+            next_obs = result.final_obs
+            if cfg.normalize_observations:  # as gym: the terminal observation counts, then the fresh start
+                normalizer = normalization.update_observations(normalizer, result.final_obs, dones)
+                final_obs = normalization.normalize_observations(normalizer, result.final_obs, cfg.obs_clip)
             normalizer, obs = self._observe(normalizer, result.obs)
-            next_obs = (
-                normalization.normalize_observations(normalizer, result.final_obs, cfg.obs_clip)
-                if cfg.normalize_observations
-                else result.final_obs
-            )
+            if cfg.normalize_observations:
+                next_obs = jnp.where(dones[:, None], final_obs, obs)
             terminations = result.terminated if cfg.bootstrap_on_truncation else dones
             transition = Transition(
                 obs=state.obs,
@@ -260,6 +261,7 @@ class Trainer:
 
         zero = (jnp.zeros((), jnp.float32),) + (jnp.zeros((), jnp.int32),) * 3
         (state, finished), trajectory = jax.lax.scan(step, (state, zero), jax.random.split(key, cfg.num_steps))
+        state = state.replace(normalizer=normalization.fold(state.normalizer))  # exact; keeps float32 accurate
         return state, trajectory, finished
 
     # ----------------------------------------------------------------- update
@@ -401,7 +403,7 @@ class Trainer:
         old_mean, old_log_std = jax.lax.stop_gradient(actor_apply(params["actor"], batch.obs))
         advantages = batch.advantages
         if cfg.norm_adv:
-            advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+            advantages = ppo.normalize_advantages(advantages)
         if cfg.smoothness:
             _, obs_adv = self.smoothness_penalty(params["actor"], batch.obs, hparams, sr_key)
 

@@ -328,3 +328,42 @@ def test_distinct_sweep_points_pass(tmp_path):
     assert config.sweep.grid == (("learning_rate", (3e-4, 1e-3)),)
     assert len(config.sweep.variants) == 3
     assert len(config.sweep.members(config.hparams)) == 6
+
+
+# ----------------------------------------------------------------------------- presets
+RPO_PAPER_CONFIGS = (
+    "pendulum_v1",
+    "rpo_vs_ppo",
+    "alpha_ablation",
+    "annealing_inverted_double_pendulum",
+    "annealing_reacher",
+    "data_augmentation",
+    "distributions",
+    "entropy_grid",
+    "mujoco_brax",
+)
+
+
+@pytest.mark.parametrize("reduced", [False, True])
+@pytest.mark.parametrize("name", RPO_PAPER_CONFIGS)
+def test_rpo_paper_configs_resolve_to_cleanrl_semantics(name, reduced):
+    from rpo_jax import cli
+
+    path = f"configs/paper/{name}.yaml"
+    if reduced and "reduced" not in cfgmod.load_yaml(path):
+        pytest.skip(f"{name} has no reduced form")
+    config = cli.resolve_config(cli._build_parser().parse_args(["sweep", path] + ["--reduced"] * reduced))
+    for key, value in cfgmod.PRESETS["cleanrl"].items():
+        assert getattr(config.train, key) == value, (name, key)
+    assert config.train.num_minibatches and config.hparams.ent_coef == 0.0
+
+
+def test_preset_sets_its_switches_and_a_contradiction_is_one_line(tmp_path):
+    config = build(tmp_path, "preset: cleanrl\n")
+    assert config.train.bootstrap_on_truncation is False and config.train.normalize_per_env is True
+    assert build(tmp_path, "preset: cleanrl\ntrain: {bootstrap_on_truncation: false}\n").train.normalize_per_env
+    with pytest.raises(ConfigError, match=r"^train.normalize_per_env=False contradicts preset cleanrl"):
+        build(tmp_path, "preset: cleanrl\ntrain: {normalize_per_env: false}\n")
+    with pytest.raises(ConfigError, match=r"^unknown preset 'gym'; choose from cleanrl$"):
+        build(tmp_path, "preset: gym\n")
+    assert build(tmp_path, "").train.normalize_per_env is False  # defaults unchanged without a preset
