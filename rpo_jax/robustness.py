@@ -480,7 +480,7 @@ def evaluate(
     if space == "raw":
         scale = raw_scale(run)
     else:
-        scale = np.ones(run.checkpoint["normalizer"].obs.mean.shape[-1:], np.float32)
+        scale = np.ones(run.checkpoint["normalizer"].obs.settled.mean.shape[-1:], np.float32)
     eps_array = jnp.asarray(np.asarray(eps, np.float32))
     key = jax.random.PRNGKey(seed)
     size = len(run.members)

@@ -256,3 +256,12 @@ def test_checkpoint_cost_runs_at_tiny_sizes(tmp_path):
     assert row["checkpoints_per_run"] == row["iterations"] // 1 or row["checkpoints_per_run"] >= 2
     for key in ("seconds_per_checkpoint", "checkpoint_bytes", "run_s_every_chunk", "run_s_at_end", "overhead_ratio"):
         assert _positive(row[key]), key
+
+
+def test_normalizer_drift_runs_and_stays_within_float64_accuracy():
+    cmd = [sys.executable, "-m", "bench.normalizer_drift", "--rollouts", "50"]
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    line = next(x for x in proc.stdout.splitlines() if "rpo_jax.normalization" in x)
+    errors = [float(v) for v in line.split("[")[1].rstrip("]").split()]
+    assert len(errors) == 2 and max(abs(e) for e in errors) < 1e-5, line

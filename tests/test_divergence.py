@@ -40,10 +40,11 @@ def trainer():
 
 @pytest.fixture(scope="module")
 def populations(trainer):
-    """(with, without): the population with the two exploding members after the healthy ones, and without.
+    """(with, without): the population with the two exploding members after the healthy ones, and with two
+    healthy members in their place.
 
     Run as ``run_population`` runs a population: the exploding members end an episode on every step,
-    so their start caches force refills of every member's cache at times the healthy pair alone would
+    so their start caches force refills of every member's cache at times a healthy population would
     not choose (rpo_jax.starts); the healthy members' numbers must not notice.
     """
 
@@ -54,7 +55,9 @@ def populations(trainer):
 
     keys = jnp.stack([jax.random.PRNGKey(s) for s in SEEDS])
     with_them = train(keys, stack_hparams(HEALTHY + EXPLODING))
-    without = train(keys[:2], stack_hparams(HEALTHY))
+    # The same compiled program with healthy neighbours instead: a population of another size is another
+    # program, which XLA may fuse differently (an FMA here or there), so only this comparison is exact.
+    without = train(keys, stack_hparams(HEALTHY + HEALTHY))
     return with_them, without
 
 

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from rpo_jax import cli, robustness, rundir, train
+from rpo_jax import cli, normalization, robustness, rundir, train
 
 TINY_YAML = """
 train:
@@ -122,7 +122,7 @@ def test_mad_hurts_ppo_at_least_as_much_as_random(evaluation):
 
 
 def test_raw_space_uses_the_fixed_mean_std(run, evaluation):
-    std = np.asarray(run.checkpoint["normalizer"].obs.std)
+    std = np.asarray(jax.vmap(lambda n: normalization.evaluation_stats(n).std)(run.checkpoint["normalizer"]))
     scale = robustness.raw_scale(run)
     np.testing.assert_allclose(scale, std.mean(axis=0), rtol=1e-6)
     raw = robustness.evaluate(run, eps=[0.0, 0.2], attacks=("mad",), episodes=EPISODES, space="raw", seed=0)
@@ -291,7 +291,7 @@ def test_a_diverged_member_is_named_nan_in_the_csv_and_left_out_of_means(run, tm
         "diverged_at": np.array([-1, -1, -1, 5], np.int32),
     }
     broken = dataclasses.replace(run, checkpoint=checkpoint)
-    std = np.asarray(run.checkpoint["normalizer"].obs.std)
+    std = np.asarray(jax.vmap(lambda n: normalization.evaluation_stats(n).std)(run.checkpoint["normalizer"]))
     np.testing.assert_allclose(robustness.raw_scale(broken), std[:3].mean(axis=0), rtol=1e-6)
     # The ball check (on by default) skips the diverged member, whose NaN attacks leave every ball.
     result = robustness.evaluate(broken, eps=[0.0, 0.2], attacks=("random", "mad"), episodes=4, seed=0)
