@@ -129,6 +129,7 @@ def resolve_config(args: argparse.Namespace) -> ExperimentConfig:
     """Config file + overrides -> a validated ExperimentConfig (raises ConfigError)."""
     data = cfgmod.load_yaml(args.config)
     reduced = data.pop("reduced", None)
+    cfgmod.expand_preset(data)
     if args.reduced:
         if not isinstance(reduced, dict) or not reduced:
             raise ConfigError(f"--reduced: {args.config} has no 'reduced' section of section.key: value overrides")

@@ -475,6 +475,20 @@ def _seeds(value: Any) -> tuple[int, ...]:
     raise ConfigError(f"sweep.seeds must be a positive count or a list of seeds, got {value!r}")
 
 
+def expand_preset(data: dict[str, Any]) -> None:
+    """Replaces a config dict's ``preset: NAME`` by its ``train`` values, in place.
+
+    The config's own ``train`` section may not contradict its preset (ConfigError); what is applied
+    afterwards -- a ``reduced`` section, ``--set`` -- may, visibly, like any other value.
+    """
+    if "preset" not in data:
+        return
+    train = data.get("train") or {}
+    if not isinstance(train, Mapping):
+        raise ConfigError(f"config section 'train' must be a mapping, got {type(train).__name__}")
+    data["train"] = {**train, **_preset(data.pop("preset"), train)}
+
+
 def _preset(name: Any, train: Mapping[str, Any]) -> dict[str, Any]:
     """The ``train`` values of preset ``name`` (None: none); a ``train`` key that contradicts one is an error."""
     if name is None:

@@ -353,9 +353,28 @@ def test_rpo_paper_configs_resolve_to_cleanrl_semantics(name, reduced):
     if reduced and "reduced" not in cfgmod.load_yaml(path):
         pytest.skip(f"{name} has no reduced form")
     config = cli.resolve_config(cli._build_parser().parse_args(["sweep", path] + ["--reduced"] * reduced))
-    for key, value in cfgmod.PRESETS["cleanrl"].items():
-        assert getattr(config.train, key) == value, (name, key)
-    assert config.train.num_minibatches and config.hparams.ent_coef == 0.0
+    assert config.train.bootstrap_on_truncation is False
+    if reduced and config.train.num_envs > 1:
+        # The CPU-sized forms run 8 envs per member (CleanRL: 1) with one normaliser for them, stated in
+        # the config: per-env normalisers at 8 envs stall learning (measured, docs/RESULTS.md).
+        assert config.train.normalize_per_env is False
+    else:
+        assert config.train.num_envs == 1 and config.train.normalize_per_env is True
+    assert config.hparams.ent_coef == 0.0 or name == "entropy_grid"
+
+
+def test_reduced_and_set_may_change_a_preset_value_the_config_itself_may_not(tmp_path):
+    from rpo_jax import cli
+
+    path = tmp_path / "c.yaml"
+    path.write_text("preset: cleanrl\nreduced: {train.normalize_per_env: false}\n")
+    args = cli._build_parser().parse_args(["sweep", str(path), "--reduced"])
+    assert cli.resolve_config(args).train.normalize_per_env is False
+    args = cli._build_parser().parse_args(["sweep", str(path), "--set", "train.bootstrap_on_truncation=true"])
+    assert cli.resolve_config(args).train.bootstrap_on_truncation is True
+    path.write_text("preset: cleanrl\ntrain: {normalize_per_env: false}\n")
+    with pytest.raises(ConfigError, match="contradicts preset cleanrl"):
+        cli.resolve_config(cli._build_parser().parse_args(["sweep", str(path)]))
 
 
 def test_preset_sets_its_switches_and_a_contradiction_is_one_line(tmp_path):
