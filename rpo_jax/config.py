@@ -409,8 +409,8 @@ _SECTIONS = ("train", "hparams", "sweep")
 
 # Presets: named sets of ``train`` switches a config selects with a top-level ``preset: <name>``.
 # ``cleanrl`` -- the semantics of CleanRL's ppo_continuous_action.py / rpo_continuous_action.py
-# where ours default otherwise (everything else already matches: see the README's "Where we
-# differ from CleanRL"). Every RPO-paper config uses it (tests/test_config_input.py).
+# where ours default otherwise (what else differs, and by how much: the README's "CleanRL's
+# semantics are a preset"). Every RPO-paper config uses it (tests/test_config_input.py).
 PRESETS: dict[str, dict[str, Any]] = {
     "cleanrl": {
         "bootstrap_on_truncation": False,  # a time-limit cut is a termination
