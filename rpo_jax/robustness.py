@@ -127,7 +127,6 @@ __all__ = [
     "diverged_at",
     "diverged_line",
     "evaluate",
-    "evaluate_run",
     "results_table",
     "write_outputs",
     "main",
@@ -554,11 +553,6 @@ def check_ball(result: RobustnessResult) -> None:
             f"{result.members[p]['member']}'s observation {result.excess[p, e, a]:.3g} beyond the eps-ball "
             f"(tolerance {result.tolerance[p, e, a]:.3g}); {len(bad)} lane(s) affected"
         )
-
-
-def evaluate_run(run_dir, **kwargs) -> RobustnessResult:
-    """:func:`load_run` then :func:`evaluate` (keyword arguments as there)."""
-    return evaluate(load_run(run_dir), **kwargs)
 
 
 # --------------------------------------------------------------------------------------------

@@ -27,11 +27,6 @@ def mean_perturbation(key: jax.Array, shape: tuple[int, ...], alpha: jax.Array |
     return alpha * jax.random.uniform(key, shape, minval=-1.0, maxval=1.0)
 
 
-def gaussian_policy(mean: jax.Array, log_std: jax.Array) -> distrax.Distribution:
-    """The diagonal Gaussian policy ``N(mean, exp(log_std))`` over the last axis (paper Eq. 3)."""
-    return action_distribution("gaussian", mean, log_std)
-
-
 def perturbed_policy(
     key: jax.Array | None,
     mean: jax.Array,
