@@ -11,7 +11,7 @@ are compiled ahead of time, called once untimed, then timed ``--reps`` rounds,
 one call of each per round (so background load hits them alike):
 
 * ``iteration``: ``Trainer.run`` for one iteration (rollout + GAE + update);
-* ``rollout``: ``Trainer._rollout`` alone (policy, env step, normaliser, fresh starts);
+* ``rollout``: ``Trainer.rollout`` alone (policy, env step, normaliser, fresh starts);
 * ``update``: the update phase alone (``update_epochs x num_minibatches`` gradient
   steps, shuffling included) on a real rollout batch;
 * ``raw adapter``: rpo_jax's env step with the start cache (``rpo_jax.starts.step``) and random actions, no policy;
@@ -53,12 +53,12 @@ def _population(adapter, config, members: int, hp, key):
     keys = jax.random.split(key, members)
 
     def batch_of(state, h, k):
-        state, traj, _ = trainer._rollout(state, h, k)
-        return trainer._batch(state.params, traj, h)
+        state, traj, _ = trainer.rollout(state, h, k)
+        return trainer.batch(state.params, traj, h)
 
     batches = jax.jit(jax.vmap(batch_of, axis_name=POPULATION_AXIS))(states, hps, keys)
     iteration = jax.vmap(lambda s, h: trainer.run(s, h, 1)[0], axis_name=POPULATION_AXIS)
-    update = jax.vmap(lambda s, h, b, k: trainer._update(s, h, b, k)[0], axis_name=POPULATION_AXIS)
+    update = jax.vmap(lambda s, h, b, k: trainer.update(s, h, b, k)[0], axis_name=POPULATION_AXIS)
     return (iteration, (states, hps)), (update, (states, hps, batches, keys))
 
 
@@ -85,7 +85,7 @@ def main(argv=None) -> int:
     hp = as_hparams()
     key = jax.random.PRNGKey(0)
     state = jax.jit(trainer.init)(key, hp)
-    batch = jax.jit(lambda s: trainer._batch(s.params, trainer._rollout(s, hp, key)[1], hp))(state)
+    batch = jax.jit(lambda s: trainer.batch(s.params, trainer.rollout(s, hp, key)[1], hp))(state)
     n, steps = config.num_envs, config.num_steps
     low, high = jnp.asarray(adapter.action_low), jnp.asarray(adapter.action_high)
 
@@ -109,8 +109,8 @@ def main(argv=None) -> int:
 
     programs = {
         "iteration": (lambda s, h: trainer.run(s, h, 1)[0], (state, hp)),
-        "rollout": (lambda s, h, k: trainer._rollout(s, h, k)[0], (state, hp, key)),
-        "update": (lambda s, h, b, k: trainer._update(s, h, b, k)[0], (state, hp, batch, key)),
+        "rollout": (lambda s, h, k: trainer.rollout(s, h, k)[0], (state, hp, key)),
+        "update": (lambda s, h, b, k: trainer.update(s, h, b, k)[0], (state, hp, batch, key)),
         "raw adapter": (raw_adapter, (state.env_state, state.starts, key)),
         "raw library": (raw_library, (jax.jit(library.reset)(jax.random.split(key, n)), key)),
         "start refill": (lambda k: starts.init(adapter, k, trainer.start_cache_size), (key,)),

@@ -60,17 +60,13 @@ def compile_programs(config: TrainConfig) -> dict[str, tuple]:
 
     def batch_of(state):
         # One rollout and GAE, exactly as an iteration builds its batch.
-        state, traj, _ = trainer._rollout(state, hp, key)
-        return state, trainer._batch(state.params, traj, hp)
+        state, traj, _ = trainer.rollout(state, hp, key)
+        return state, trainer.batch(state.params, traj, hp)
 
     state, batch = jax.jit(batch_of)(state)
-    update = trainer._update_trpo if config.algorithm == "trpo" else trainer._update
 
-    def update_phase(s, b):
-        if config.smoothness and config.algorithm == "ppo" and config.smoothness_pgd == "iteration":
-            # the once-per-iteration PGD over the whole batch counts as part of the update
-            b = b.replace(obs_adv=trainer.smoothness_penalty(s.params["actor"], b.obs, hp, key)[1])
-        return update(s, hp, b, key)
+    def update_phase(s, b):  # the algorithm's whole update, incl. PPO-SR's once-per-iteration PGD
+        return trainer.update(s, hp, b, key)
 
     update_fn = jax.jit(update_phase).lower(state, batch).compile()
     iteration_fn = jax.jit(lambda s: trainer.run(s, hp, 1)).lower(state).compile()

@@ -28,6 +28,9 @@ from typing import Any, Mapping, Sequence
 import flax.struct
 import yaml
 
+from rpo_jax import algorithms
+from rpo_jax.algorithms import ALGORITHMS
+
 
 class ConfigError(ValueError):
     """Invalid configuration. ``str(err)`` is a single line naming the problem."""
@@ -77,8 +80,8 @@ class TrainConfig:
     augmentation: str = "none"  # none | rad | drac (rpo_jax.augmentation)
     rad_scale_low: float = 0.6  # random amplitude scaling range U[low, high]
     rad_scale_high: float = 1.2
-    # Policy optimiser: "ppo" (clipped surrogate, minibatch SGD; RPO when alpha > 0) or
-    # "trpo" (natural gradient + line search on the full batch; critic fitted by Adam).
+    # Policy optimiser, a name in rpo_jax.algorithms.ALGORITHMS: "ppo" (clipped surrogate, minibatch SGD;
+    # RPO when alpha > 0) or "trpo" (natural gradient + line search on the full batch; critic fitted by Adam).
     algorithm: str = "ppo"
     trpo_cg_iters: int = 10
     trpo_damping: float = 0.1
@@ -160,8 +163,8 @@ class TrainConfig:
         ):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"train.{name} must be true or false, got {getattr(self, name)!r}")
-        if self.algorithm not in ("ppo", "trpo"):
-            raise ConfigError(f"train.algorithm must be ppo or trpo, got {self.algorithm!r}")
+        if self.algorithm not in ALGORITHMS:
+            raise ConfigError(f"train.algorithm must be one of {', '.join(ALGORITHMS)}, got {self.algorithm!r}")
         if self.smoothness_pgd not in ("minibatch", "iteration"):
             raise ConfigError(f"train.smoothness_pgd must be minibatch or iteration, got {self.smoothness_pgd!r}")
         if self.smoothness_norm not in ("linf", "l2"):
@@ -174,8 +177,9 @@ class TrainConfig:
             raise ConfigError(f"train.trpo_damping must be a number >= 0, got {self.trpo_damping!r}")
         if not _is_number(self.trpo_backtrack_coef) or not 0 < self.trpo_backtrack_coef < 1:
             raise ConfigError(f"train.trpo_backtrack_coef must be in (0, 1), got {self.trpo_backtrack_coef!r}")
-        if (self.smoothness or self.algorithm == "trpo") and self.action_dist != "gaussian":
-            raise ConfigError("train.smoothness and train.algorithm=trpo need train.action_dist=gaussian")
+        if self.smoothness and self.action_dist != "gaussian":
+            raise ConfigError("train.smoothness needs train.action_dist=gaussian (D_J in closed form)")
+        algorithms.get(self.algorithm).validate(self)
         if self.action_dist not in ("gaussian", "laplace", "gumbel"):
             raise ConfigError(f"train.action_dist must be gaussian, laplace or gumbel, got {self.action_dist!r}")
         if self.augmentation not in ("none", "rad", "drac"):

@@ -23,8 +23,8 @@ from rpo_jax.config import HParams
 
 
 @flax.struct.dataclass
-class Minibatch:
-    """Samples of a rollout, flattened over (time, env)."""
+class Batch:
+    """Samples of a rollout, flattened over (time, env): an iteration's batch or one minibatch of it."""
 
     obs: jax.Array  # [B, obs_size], as the agent saw them (normalised)
     actions: jax.Array  # [B, action_size], sampled and stored before any clipping
@@ -32,7 +32,6 @@ class Minibatch:
     advantages: jax.Array  # [B]
     returns: jax.Array  # [B], value targets A + V_old
     values: jax.Array  # [B], V_old(s)
-    obs_adv: jax.Array | None = None  # [B, obs_size] SR^2L adversarial states, when found once per iteration
 
 
 def shuffled_minibatches(key: jax.Array, batch: Any, num_minibatches: int) -> Any:
@@ -58,7 +57,7 @@ def normalize_advantages(advantages: jax.Array) -> jax.Array:
 
 def ppo_loss(
     params: Any,
-    batch: Minibatch,
+    batch: Batch,
     hparams: HParams,
     perturbation_key: jax.Array | None,
     *,

@@ -7,7 +7,8 @@ evaluates every saved member of a finished sweep (``rpo-jax sweep``: ``config.ya
 ``checkpoint/``) with deterministic actions -- the policy's location ``loc`` clipped to the
 action bounds -- while an adversary perturbs the observation the agent sees at every step.
 
-Attacks (``delta`` drawn afresh at every step, ``||delta||_inf <= eps``; see "Where eps lives")
+Attacks (:mod:`rpo_jax.attacks`, a registry of pure functions; ``delta`` drawn afresh at every step,
+``||delta||_inf <= eps``; see "Where eps lives")
 
 * ``random`` -- ``delta ~ U([-eps, eps]^d)``, the paper's random disturbance;
 * ``mad`` (maximal action difference) -- ``argmax_delta D_J(pi(.|s) || pi(.|s + delta))`` by
@@ -17,6 +18,7 @@ Attacks (``delta`` drawn afresh at every step, ``||delta||_inf <= eps``; see "Wh
   KLs (:func:`rpo_jax.divergences.jeffreys`) for Laplace / Gumbel members -- the paper's adversarial
   disturbance and the inner problem of the SR^2L regulariser;
 * ``critic`` -- the same PGD minimising the member's learned value ``V(s + delta)`` (maximising ``-V``);
+* ``fgsm`` -- one signed-gradient step of size eps on ``-V`` from ``delta = 0`` (no random start);
 * ``none`` -- no perturbation (``delta = 0``); the exact reference used by the tests.
 
 Where eps lives
@@ -115,7 +117,7 @@ from rpo_jax.results import one_line as _one_line
 from rpo_jax.results import save_figure as _save_figure
 
 __all__ = [
-    "ATTACKS",
+    "attack_names",
     "SPACES",
     "RobustnessError",
     "RunCheckpoint",
@@ -132,7 +134,14 @@ __all__ = [
     "main",
 ]
 
-ATTACKS: tuple[str, ...] = ("none", "random", "mad", "critic")
+
+def attack_names() -> tuple[str, ...]:
+    """The registered attacks (:data:`rpo_jax.attacks.ATTACKS`)."""
+    from rpo_jax.attacks import ATTACKS
+
+    return tuple(ATTACKS)
+
+
 SPACES: tuple[str, ...] = ("normalized", "raw")
 DEFAULT_EPS = "0,0.02,0.05,0.1,0.2"
 DEFAULT_ATTACKS = "random,mad,critic"
@@ -205,13 +214,14 @@ def make_evaluator(
     import jax
     import jax.numpy as jnp
 
-    from rpo_jax import divergences, normalization, pgd
+    from rpo_jax import attacks as attacks_mod
+    from rpo_jax import divergences, normalization
     from rpo_jax.distributions import action_distribution
 
     attacks = tuple(attacks)
     for name in attacks:
-        if name not in ATTACKS:
-            raise RobustnessError(f"unknown attack {name!r}; choose from {', '.join(ATTACKS)}")
+        if name not in attack_names():
+            raise RobustnessError(f"unknown attack {name!r}; choose from {', '.join(attack_names())}")
     if space not in SPACES:
         raise RobustnessError(f"unknown space {space!r}; choose normalized or raw")
     cfg = trainer.config
@@ -246,28 +256,17 @@ def make_evaluator(
                 action_distribution(cfg.action_dist, *clean), action_distribution(cfg.action_dist, *other)
             )
 
-        def attack_none(base, k):
-            return jnp.zeros_like(base)
+        target = attacks_mod.Target(
+            policy=lambda point: actor_apply(params["actor"], agent_input(point)),
+            value=lambda point: critic_apply(params["critic"], agent_input(point)),
+            divergence=divergence,
+            perturbed=perturbed,
+        )
 
-        def attack_random(base, k):
-            return pgd.random_start(k, base.shape, eps, "linf").astype(base.dtype)
+        def bound(attack):
+            return lambda base, k: attack(k, base, eps, target, steps=pgd_steps)
 
-        def attack_mad(base, k):
-            clean = actor_apply(params["actor"], agent_input(base))
-
-            def objective(delta):
-                return divergence(clean, actor_apply(params["actor"], agent_input(perturbed(base, delta))))
-
-            return pgd.pgd_perturbation(objective, jnp.zeros_like(base), k, eps, steps=pgd_steps, norm="linf")
-
-        def attack_critic(base, k):
-            def objective(delta):
-                return -critic_apply(params["critic"], agent_input(perturbed(base, delta)))
-
-            return pgd.pgd_perturbation(objective, jnp.zeros_like(base), k, eps, steps=pgd_steps, norm="linf")
-
-        branches = {"none": attack_none, "random": attack_random, "mad": attack_mad, "critic": attack_critic}
-        chosen = [branches[name] for name in attacks]
+        chosen = [bound(attacks_mod.ATTACKS[name]) for name in attacks]
 
         env_key, noise_key = jax.random.split(key)
         env_state = jax.vmap(env.reset)(jax.random.split(env_key, episodes))
@@ -796,7 +795,7 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--attacks",
         default=DEFAULT_ATTACKS,
-        help=f"comma-separated subset of {','.join(ATTACKS)} (default {DEFAULT_ATTACKS})",
+        help=f"comma-separated subset of {','.join(attack_names())} (default {DEFAULT_ATTACKS})",
     )
     p.add_argument("--episodes", type=int, default=50, help="episodes per member, eps and attack (default 50)")
     p.add_argument(
@@ -845,8 +844,8 @@ def parse_attacks(text: str) -> tuple[str, ...]:
     if not names or any(not n for n in names):
         raise _UsageError(f"--attacks must be a comma-separated list, got {text!r}")
     for n in names:
-        if n not in ATTACKS:
-            raise _UsageError(f"unknown attack {n!r}; choose from {', '.join(ATTACKS)}")
+        if n not in attack_names():
+            raise _UsageError(f"unknown attack {n!r}; choose from {', '.join(attack_names())}")
     if len(set(names)) != len(names):
         raise _UsageError(f"--attacks lists an attack twice: {text!r}")
     return tuple(names)

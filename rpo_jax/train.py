@@ -42,7 +42,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from rpo_jax import augmentation, divergences, envs, gae, normalization, ppo, starts, trpo
+from rpo_jax import algorithms, envs, gae, normalization, ppo, starts
 from rpo_jax.config import HParams, TrainConfig
 from rpo_jax.distributions import action_distribution
 from rpo_jax.networks import Actor, Critic
@@ -202,7 +202,7 @@ class Trainer:
             return env_state, result, state.starts, jnp.zeros((), jnp.int32)
         return starts.step(self.env, state.env_state, state.starts, actions, self.population_axis)
 
-    def _rollout(self, state: TrainState, hparams: HParams, key: jax.Array):
+    def rollout(self, state: TrainState, hparams: HParams, key: jax.Array):
         cfg = self.config
         low = jnp.asarray(self.env.action_low)
         high = jnp.asarray(self.env.action_high)
@@ -265,198 +265,17 @@ class Trainer:
         return state, trajectory, finished
 
     # ----------------------------------------------------------------- update
-    def loss(
-        self, params: Any, minibatch: ppo.Minibatch, hparams: HParams, key: jax.Array
-    ) -> tuple[jax.Array, dict[str, jax.Array]]:
-        """The loss of one minibatch: PPO/RPO (rpo_jax.ppo) plus the configured extras.
+    @functools.cached_property
+    def algorithm(self) -> algorithms.Algorithm:
+        """The policy optimiser ``train.algorithm`` names (rpo_jax.algorithms), bound to this trainer."""
+        return algorithms.get(self.config.algorithm)(self)
 
-        ``key`` feeds independent streams for RPO's ``z``, the augmentation and
-        any regulariser, so switching one of them off leaves the others' draws
-        unchanged. ``hparams.alpha`` must already be this iteration's alpha.
-        """
-        cfg = self.config
-        z_key, aug_key, sr_key = jax.random.split(key, 3)
-        ppo_batch = minibatch
-        if cfg.augmentation == "rad":  # the loss sees augmented inputs; the stored rollout is untouched
-            ppo_batch = minibatch.replace(
-                obs=augmentation.random_amplitude_scaling(aug_key, minibatch.obs, cfg.rad_scale_low, cfg.rad_scale_high)
-            )
-        loss, aux = ppo.ppo_loss(
-            params,
-            ppo_batch,
-            hparams,
-            z_key if cfg.perturb_mean else None,
-            actor_apply=self.actor.apply,
-            critic_apply=self.critic.apply,
-            norm_adv=cfg.norm_adv,
-            clip_vloss=cfg.clip_vloss,
-            action_dist=cfg.action_dist,
-        )
-        if cfg.augmentation == "drac":
-            augmented = augmentation.random_amplitude_scaling(
-                aug_key, minibatch.obs, cfg.rad_scale_low, cfg.rad_scale_high
-            )
-            penalty, drac_aux = augmentation.drac_penalty(
-                params,
-                minibatch.obs,
-                augmented,
-                actor_apply=self.actor.apply,
-                critic_apply=self.critic.apply,
-                action_dist=cfg.action_dist,
-            )
-            loss = loss + hparams.drac_coef * penalty
-            aux = {**aux, **drac_aux}
-        if cfg.smoothness:  # PPO-SR: SR^2L Eq. 5 with s' found by PGD (here, or once per iteration), held fixed
-            if minibatch.obs_adv is not None:
-                penalty = divergences.policy_divergence_at(
-                    self.actor.apply,
-                    params["actor"],
-                    minibatch.obs,
-                    minibatch.obs_adv,
-                    stop_grad_sigma=cfg.smoothness_stop_grad_sigma,
-                )
-            else:
-                penalty = self.smoothness_penalty(params["actor"], minibatch.obs, hparams, sr_key)[0]
-            loss = loss + hparams.lambda_s * penalty
-            aux = {**aux, "smoothness_penalty": penalty}
-        return loss, aux
-
-    def smoothness_penalty(
-        self, actor_params: Any, obs: jax.Array, hparams: HParams, key: jax.Array
-    ) -> tuple[jax.Array, jax.Array]:
-        """SR^2L's ``mean_s max_{s' in B(s, sr_eps)} D_J(pi(.|s), pi(.|s'))`` and the PGD points ``s'``."""
-        cfg = self.config
-        return divergences.policy_smoothness_penalty(
-            self.actor.apply,
-            actor_params,
-            obs,
-            key,
-            hparams.sr_eps,
-            steps=cfg.smoothness_steps,
-            norm=cfg.smoothness_norm,
-            stop_grad_sigma=cfg.smoothness_stop_grad_sigma,
-        )
-
-    def _update(self, state: TrainState, hparams: HParams, batch: ppo.Minibatch, key: jax.Array):
-        cfg = self.config
-        tx = self.optimizer(hparams)
-        grad_fn = jax.grad(self.loss, has_aux=True)
-
-        def minibatch_step(carry, xs):
-            params, opt_state = carry
-            minibatch, noise_key = xs
-            grads, aux = grad_fn(params, minibatch, hparams, noise_key)
-            updates, opt_state = tx.update(grads, opt_state, params)
-            return (optax.apply_updates(params, updates), opt_state), aux
-
-        def epoch(carry, epoch_key):
-            perm_key, noise_key = jax.random.split(epoch_key)
-            shuffled = ppo.shuffled_minibatches(perm_key, batch, cfg.num_minibatches)
-            noise_keys = jax.random.split(noise_key, cfg.num_minibatches)
-            return jax.lax.scan(minibatch_step, carry, (shuffled, noise_keys))
-
-        (params, opt_state), aux = jax.lax.scan(
-            epoch, (state.params, state.opt_state), jax.random.split(key, cfg.update_epochs)
-        )
-        return state.replace(params=params, opt_state=opt_state), jax.tree.map(jnp.mean, aux)
-
-    def _update_trpo(self, state: TrainState, hparams: HParams, batch: ppo.Minibatch, key: jax.Array):
-        """TRPO(-SR): fit the critic by Adam minibatch epochs, then one natural-gradient policy step.
-
-        The critic fit is a plain regression on the returns (clipped around the old values
-        only with ``train.trpo_clip_vloss``; PPO's ``clip_vloss`` does not apply here).
-
-        The policy step maximises ``mean(ratio * A) - lambda_s * R_s`` (SR^2L Eq. 8; the
-        regulariser only with ``train.smoothness``) under ``mean KL(pi_old || pi) <= max_kl``,
-        on the whole batch, with the adversarial states found once by PGD against the
-        old policy and held fixed through the line search.
-        """
-        cfg = self.config
-        tx = self.optimizer(hparams)
-        critic_apply = self.critic.apply
-
-        def value_loss(critic_params, minibatch):
-            value = critic_apply(critic_params, minibatch.obs)
-            error = (value - minibatch.returns) ** 2
-            if cfg.trpo_clip_vloss:
-                clipped = minibatch.values + jnp.clip(value - minibatch.values, -hparams.clip_coef, hparams.clip_coef)
-                error = jnp.maximum(error, (clipped - minibatch.returns) ** 2)
-            return 0.5 * error.mean()
-
-        def minibatch_step(carry, minibatch):
-            params, opt_state = carry
-            loss, critic_grads = jax.value_and_grad(value_loss)(params["critic"], minibatch)
-            grads = {"actor": jax.tree.map(jnp.zeros_like, params["actor"]), "critic": critic_grads}
-            updates, opt_state = tx.update(grads, opt_state, params)
-            return (optax.apply_updates(params, updates), opt_state), loss
-
-        def epoch(carry, epoch_key):
-            shuffled = ppo.shuffled_minibatches(epoch_key, batch, cfg.num_minibatches)
-            return jax.lax.scan(minibatch_step, carry, shuffled)
-
-        value_key, sr_key = jax.random.split(key)
-        (params, opt_state), value_losses = jax.lax.scan(
-            epoch, (state.params, state.opt_state), jax.random.split(value_key, cfg.update_epochs)
-        )
-
-        actor_apply = self.actor.apply
-        old_mean, old_log_std = jax.lax.stop_gradient(actor_apply(params["actor"], batch.obs))
-        advantages = batch.advantages
-        if cfg.norm_adv:
-            advantages = ppo.normalize_advantages(advantages)
-        if cfg.smoothness:
-            _, obs_adv = self.smoothness_penalty(params["actor"], batch.obs, hparams, sr_key)
-
-        def surrogate_terms(actor_params):
-            mean, log_std = actor_apply(actor_params, batch.obs)
-            logprob = action_distribution("gaussian", mean, log_std).log_prob(batch.actions)
-            gain = jnp.mean(jnp.exp(logprob - batch.logprobs) * advantages)
-            penalty = (
-                divergences.policy_divergence_at(
-                    actor_apply, actor_params, batch.obs, obs_adv, stop_grad_sigma=cfg.smoothness_stop_grad_sigma
-                )
-                if cfg.smoothness
-                else jnp.zeros(())
-            )
-            return gain, penalty
-
-        def surrogate(actor_params):
-            gain, penalty = surrogate_terms(actor_params)
-            return gain - hparams.lambda_s * penalty if cfg.smoothness else gain
-
-        def kl_from_old(actor_params):
-            mean, log_std = actor_apply(actor_params, batch.obs)
-            return jnp.mean(divergences.gaussian_kl(old_mean, old_log_std, mean, log_std))
-
-        actor_params, info = trpo.trpo_step(
-            surrogate,
-            kl_from_old,
-            params["actor"],
-            max_kl=hparams.max_kl,
-            cg_iters=cfg.trpo_cg_iters,
-            damping=cfg.trpo_damping,
-            backtrack_iters=cfg.trpo_backtrack_iters,
-            backtrack_coef=cfg.trpo_backtrack_coef,
-        )
-        gain, penalty = surrogate_terms(actor_params)
-        mean, log_std = actor_apply(actor_params, batch.obs)
-        aux = {
-            "policy_loss": -gain,
-            "value_loss": value_losses.mean(),
-            "entropy": action_distribution("gaussian", mean, log_std).entropy().mean(),
-            "approx_kl": info["kl"],
-            "clipfrac": jnp.full((), jnp.nan),  # no clipping in TRPO
-            "trpo_step_accepted": info["step_accepted"].astype(jnp.float32),
-            "trpo_step_fraction": info["step_fraction"],
-            "trpo_expected_improve": info["expected_improve"],
-        }
-        if cfg.smoothness:
-            aux["smoothness_penalty"] = penalty
-        params = {**params, "actor": actor_params}
-        return state.replace(params=params, opt_state=opt_state), aux
+    def update(self, state: TrainState, hparams: HParams, batch: ppo.Batch, key: jax.Array) -> tuple[TrainState, dict]:
+        """One iteration's parameter update by :attr:`algorithm`; ``hparams.alpha`` is this iteration's alpha."""
+        return self.algorithm.update(state, hparams, batch, key)
 
     # -------------------------------------------------------------- iteration
-    def _batch(self, params: Any, traj: Transition, hparams: HParams) -> ppo.Minibatch:
+    def batch(self, params: Any, traj: Transition, hparams: HParams) -> ppo.Batch:
         """The update's batch: the critic on all ``s_t`` and ``s'_t``, GAE, flattened over (time, env)."""
         critic = functools.partial(self.critic.apply, params["critic"])
         values = critic(traj.obs)
@@ -465,7 +284,7 @@ class Trainer:
             traj.rewards, values, next_values, traj.terminations, traj.dones, hparams.gamma, hparams.gae_lambda
         )
         flat = lambda x: x.reshape((self.config.batch_size,) + x.shape[2:])  # noqa: E731
-        return ppo.Minibatch(
+        return ppo.Batch(
             obs=flat(traj.obs),
             actions=flat(traj.actions),
             logprobs=flat(traj.logprobs),
@@ -478,16 +297,11 @@ class Trainer:
         cfg = self.config
         index = state.iteration  # this iteration's 0-based index
         key, rollout_key, update_key = jax.random.split(state.key, 3)
-        state, traj, (return_sum, length_sum, episodes, reused) = self._rollout(state, hparams, rollout_key)
-        batch = self._batch(state.params, traj, hparams)
+        state, traj, (return_sum, length_sum, episodes, reused) = self.rollout(state, hparams, rollout_key)
+        batch = self.batch(state.params, traj, hparams)
         learning_rate = self.learning_rate(hparams, index)
         alpha = self.alpha(hparams, index)
-        if cfg.smoothness and cfg.algorithm == "ppo" and cfg.smoothness_pgd == "iteration":
-            update_key, sr_key = jax.random.split(update_key)
-            obs_adv = self.smoothness_penalty(state.params["actor"], batch.obs, hparams, sr_key)[1]
-            batch = batch.replace(obs_adv=obs_adv)
-        update = self._update_trpo if cfg.algorithm == "trpo" else self._update
-        state, losses = update(state, hparams.replace(alpha=alpha), batch, update_key)
+        state, losses = self.update(state, hparams.replace(alpha=alpha), batch, update_key)
         diverged_at = first_divergence(state.diverged_at, index, update_is_finite(state.params, losses))
         state = state.replace(key=key, iteration=index + 1, diverged_at=diverged_at)
 

@@ -116,7 +116,7 @@ def test_a_diverged_policy_would_score_zero_without_the_mask(trainer):
     hparams = as_hparams()
     state = trainer.init(jax.random.PRNGKey(0), hparams)
     state = state.replace(params=jax.tree.map(lambda x: jnp.full_like(x, jnp.nan), state.params))
-    _, trajectory, (return_sum, _, episodes, reused) = jax.jit(trainer._rollout)(state, hparams, jax.random.PRNGKey(1))
+    _, trajectory, (return_sum, _, episodes, reused) = jax.jit(trainer.rollout)(state, hparams, jax.random.PRNGKey(1))
     assert int(episodes) == CONFIG.batch_size and int(reused) == 0  # every step ends an episode, each fresh
     assert float(return_sum) == 0.0
     assert bool(np.all(trajectory.nonfinite))

@@ -6,12 +6,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rpo_jax.ppo import Minibatch, shuffled_minibatches
+from rpo_jax.ppo import Batch, shuffled_minibatches
 
 
 def _batch(size):
     index = jnp.arange(size, dtype=jnp.float32)
-    return Minibatch(
+    return Batch(
         obs=jnp.stack([index, -index], axis=1),
         actions=index[:, None] * 2.0,
         logprobs=index,

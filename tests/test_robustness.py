@@ -37,7 +37,7 @@ sweep:
 """
 
 EPS = [0.0, 0.05, 0.2, 0.5]  # normalised-observation units
-ATTACKS = ("random", "mad", "critic")
+ATTACKS = ("random", "mad", "critic", "fgsm")
 EPISODES = 16
 # A uniformly random policy scores about -1200 on Pendulum-v1 (episode of 200 steps).
 RANDOM_POLICY_RETURN = -1200.0

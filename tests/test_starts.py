@@ -58,7 +58,7 @@ def _episode_starts(trainer, rollouts=4):
     """The start value of every episode begun in ``rollouts`` rollouts, and the reused-start counts."""
     hparams = as_hparams()
     state = jax.jit(trainer.init)(jax.random.PRNGKey(3), hparams)
-    rollout = jax.jit(trainer._rollout)
+    rollout = jax.jit(trainer.rollout)
     begun = [float(x) for x in state.obs[:, 0]]
     reused = 0
     for key in jax.random.split(jax.random.PRNGKey(4), rollouts):

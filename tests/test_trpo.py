@@ -175,7 +175,7 @@ def test_trpo_critic_fits_a_large_scale_target_unless_clipped():
         def iteration(state, key, trainer=trainer):
             values = trainer.critic.apply(state.params["critic"], obs)
             mean, log_std = trainer.actor.apply(state.params["actor"], obs)
-            batch = ppo.Minibatch(
+            batch = ppo.Batch(
                 obs=obs,
                 actions=mean,
                 logprobs=distrax.MultivariateNormalDiag(mean, jnp.exp(log_std)).log_prob(mean),
@@ -183,7 +183,7 @@ def test_trpo_critic_fits_a_large_scale_target_unless_clipped():
                 returns=returns,
                 values=values,
             )
-            return trainer._update_trpo(state, hp, batch, key)[0], None
+            return trainer.update(state, hp, batch, key)[0], None
 
         state = trainer.init(jax.random.PRNGKey(1), hp)
         state, _ = jax.jit(lambda s: jax.lax.scan(iteration, s, jax.random.split(jax.random.PRNGKey(2), 20)))(state)

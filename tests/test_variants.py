@@ -85,7 +85,7 @@ def test_annealed_alpha_reaches_zero_at_the_last_update_and_shares_a_compile_wit
 # --------------------------------------------------------------------- RAD / DrAC
 def _minibatch(key, n=32, obs_size=3, action_size=1):
     k = jax.random.split(key, 6)
-    return ppo.Minibatch(
+    return ppo.Batch(
         obs=jax.random.normal(k[0], (n, obs_size)),
         actions=jax.random.normal(k[1], (n, action_size)),
         logprobs=jax.random.normal(k[2], (n,)) - 1.0,
@@ -108,12 +108,12 @@ def test_rad_leaves_the_stored_rollout_unchanged_but_changes_the_loss():
     hp = as_hparams(alpha=0.0)
     key = jax.random.PRNGKey(2)
     state = jax.jit(ppo_trainer.init)(key, hp)
-    rollout = jax.jit(lambda t, s: t._rollout(s, hp, key)[1], static_argnums=0)
+    rollout = jax.jit(lambda t, s: t.rollout(s, hp, key)[1], static_argnums=0)
     chex.assert_trees_all_equal(rollout(ppo_trainer, state), rollout(rad_trainer, state))
 
     batch = _minibatch(jax.random.PRNGKey(3))
-    ppo_loss, _ = ppo_trainer.loss(state.params, batch, hp, key)
-    rad_loss, _ = rad_trainer.loss(state.params, batch, hp, key)
+    ppo_loss, _ = ppo_trainer.algorithm.loss(state.params, batch, hp, key)
+    rad_loss, _ = rad_trainer.algorithm.loss(state.params, batch, hp, key)
     assert abs(float(ppo_loss) - float(rad_loss)) > 1e-6
 
 
