@@ -218,15 +218,17 @@ def _progress_printer(group_names: list[str]):
 
 
 def _write_outputs(out_dir: str, config: ExperimentConfig, result, summary: dict[str, Any]) -> None:
-    from rpo_jax import population
+    from rpo_jax import plots, population
 
     group_names = _group_names(config)
     table = results.metrics_table(result.metrics, result.members)
     results.write_table(table, os.path.join(out_dir, "metrics.csv"))
-    results.plot_learning_curves(
+    plots.curves(
         table,
         os.path.join(out_dir, "learning_curve.png"),
         group_by=group_names,
+        x="env_steps",
+        y="episode_return",
         title=f"{config.train.env} ({len(config.sweep.seeds)} seeds)",
     )
     results.save_checkpoint(os.path.join(out_dir, "checkpoint"), population.checkpoint_tree(result.state))

@@ -39,9 +39,8 @@ Completeness. ``main`` refuses a run directory whose ``status.json`` does not sa
 ``--allow-incomplete`` is given; :func:`make_report` itself does not check.
 
 Every file is written atomically (temporary file + ``os.replace``) through
-:mod:`rpo_jax.results`. The curves use the same reduction as
-:func:`rpo_jax.results.plot_learning_curves` but their own figure code, so that sweeps with many
-variants (an alpha ablation has ~10) get distinct colours and a legend outside the axes.
+:mod:`rpo_jax.results`; the figures come from :mod:`rpo_jax.plots`, as those of ``rpo-jax sweep``
+and ``rpo-jax robustness`` do.
 """
 
 from __future__ import annotations
@@ -60,10 +59,12 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from rpo_jax import aggregate, rundir
-from rpo_jax.results import atomic_write_text, check_run_dir, format_value, write_table
+from rpo_jax import aggregate, plots, rundir
+from rpo_jax.plots import format_cell as _fmt
+from rpo_jax.plots import save_figure as _save_figure
+from rpo_jax.plots import variant_label
+from rpo_jax.results import atomic_write_text, check_run_dir, write_table
 from rpo_jax.results import one_line as _one_line
-from rpo_jax.results import save_figure as _save_figure
 
 __all__ = [
     "ReportError",
@@ -206,19 +207,6 @@ def diverged_iterations(df: pd.DataFrame) -> pd.Series:
     return rows.groupby("member", sort=True)["iteration"].min().astype("int64").rename("diverged_at")
 
 
-def _fmt(v: Any) -> str:
-    if v is None or (isinstance(v, (float, np.floating)) and math.isnan(v)):
-        return "n/a"
-    if isinstance(v, (bool, np.bool_)):
-        return str(bool(v))
-    return format_value(v)
-
-
-def variant_label(values: Mapping[str, Any]) -> str:
-    """``{"alpha": 0.5, "ent_coef": 0.01}`` -> ``"alpha=0.5, ent_coef=0.01"`` (``default`` if empty)."""
-    return ", ".join(f"{c}={_fmt(v)}" for c, v in values.items()) or "default"
-
-
 def _config_value(config: Mapping[str, Any], col: str) -> Any:
     """The value a run that did not sweep ``col`` used: hparams, then train, then top level."""
     for section in ("hparams", "train"):
@@ -337,43 +325,6 @@ def _select_baseline(
 # --------------------------------------------------------------------------------------------
 
 
-def _plot_curves(
-    df: pd.DataFrame, path: pathlib.Path, *, group_by: list[str], x: str, y: str, member_col: str, title: str
-) -> None:
-    """Mean ± std curve of ``y`` vs ``x`` per variant (same reduction as
-    :func:`rpo_jax.results.plot_learning_curves`: each member's series forward-filled over the
-    union of x values, then mean and ddof=0 std over the members that have a value), with
-    distinct colours for up to 20 variants and the legend outside the axes when there are many.
-    """
-    from matplotlib import colormaps
-    from matplotlib.figure import Figure
-
-    groups = list(df.groupby(group_by, sort=True, dropna=False)) if group_by else [((), df)]
-    many = len(groups) > 6
-    fig = Figure(figsize=(9.5 if many else 7.0, 4.5), layout="constrained")
-    ax = fig.add_subplot()
-    cmap = colormaps["tab10" if len(groups) <= 10 else "tab20"]
-    for i, (key, g) in enumerate(groups):
-        key = key if isinstance(key, tuple) else (key,)
-        wide = g.groupby([x, member_col])[y].mean().unstack(member_col).sort_index().ffill()
-        mean = wide.mean(axis=1, skipna=True).to_numpy(dtype=float)
-        std = wide.std(axis=1, skipna=True, ddof=0).to_numpy(dtype=float)
-        xs = wide.index.to_numpy(dtype=float)
-        label = variant_label(dict(zip(group_by, key))) if group_by else "all members"
-        color = cmap(i % cmap.N)
-        ax.plot(xs, mean, color=color, linewidth=1.5, label=f"{label} (n={wide.shape[1]})")
-        ax.fill_between(xs, mean - std, mean + std, color=color, alpha=0.15, linewidth=0)
-    ax.set_xlabel(x)
-    ax.set_ylabel(f"{y} (mean ± std over seeds)")
-    ax.set_title(title)
-    ax.grid(True, alpha=0.3)
-    if many:
-        ax.legend(fontsize="x-small", loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
-    else:
-        ax.legend(fontsize="small")
-    _save_figure(fig, path)
-
-
 def _plot_alpha_ablation(finals: pd.DataFrame, variant_cols: list[str], env: str, path: pathlib.Path) -> None:
     """Final return vs alpha (log x), mean ± std over seeds; alpha = 0 drawn as a flat band."""
     from matplotlib.figure import Figure
@@ -381,9 +332,10 @@ def _plot_alpha_ablation(finals: pd.DataFrame, variant_cols: list[str], env: str
     others = [c for c in variant_cols if c != "alpha"]
     fig = Figure(figsize=(7.0, 4.5), layout="constrained")
     ax = fig.add_subplot()
-    groups = finals.groupby(others, sort=True, dropna=False) if others else [((), finals)]
+    groups = list(finals.groupby(others, sort=True, dropna=False)) if others else [((), finals)]
+    cmap = plots.palette(len(groups))
     positive_alphas: list[float] = []
-    for key, g in groups:
+    for i, (key, g) in enumerate(groups):
         key = key if isinstance(key, tuple) else (key,)
         suffix = variant_label(dict(zip(others, key)))
         stats = g.groupby("alpha")["final_return"].agg(mean="mean", std=lambda s: s.std(ddof=0), n="count").sort_index()
@@ -391,16 +343,9 @@ def _plot_alpha_ablation(finals: pd.DataFrame, variant_cols: list[str], env: str
         pos = alphas > 0
         positive_alphas.extend(alphas[pos])
         label = suffix if others else "RPO"
-        (line,) = ax.plot(alphas[pos], stats["mean"][pos], marker="o", linewidth=1.5, label=label)
-        color = line.get_color()
-        ax.fill_between(
-            alphas[pos],
-            (stats["mean"] - stats["std"])[pos],
-            (stats["mean"] + stats["std"])[pos],
-            color=color,
-            alpha=0.2,
-            linewidth=0,
-        )
+        color = cmap(i % cmap.N)
+        mean, std = stats["mean"].to_numpy(float)[pos], stats["std"].to_numpy(float)[pos]
+        plots.band(ax, alphas[pos], mean, std, color=color, label=label, style="o-", alpha=0.2)
         if (~pos).any():  # alpha = 0 is PPO; it has no place on a log axis
             m0, s0 = float(stats["mean"][~pos].iloc[0]), float(stats["std"][~pos].iloc[0])
             ax.axhline(
@@ -719,13 +664,13 @@ def make_report(
         m = pd.concat(frames, ignore_index=True)
         x = "env_steps" if "env_steps" in m.columns else "iteration"
         path = out / f"learning_curves_{name}.png"
-        _plot_curves(
+        plots.curves(
             m, path, group_by=variant_cols, x=x, y="episode_return", member_col="_uid", title=f"{env}: episode return"
         )
         written.append(path)
         if "entropy" in m.columns:
             path = out / f"entropy_{name}.png"
-            _plot_curves(
+            plots.curves(
                 m, path, group_by=variant_cols, x=x, y="entropy", member_col="_uid", title=f"{env}: policy entropy"
             )
             written.append(path)

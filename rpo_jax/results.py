@@ -14,7 +14,6 @@ The only module-level side effect is selecting matplotlib's non-interactive ``Ag
 from __future__ import annotations
 
 import contextlib
-import io
 import os
 import pathlib
 import shutil
@@ -30,7 +29,6 @@ matplotlib.use("Agg")
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import yaml  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
 
 __all__ = [
     "OutputDirError",
@@ -43,8 +41,6 @@ __all__ = [
     "write_yaml",
     "metrics_table",
     "write_table",
-    "plot_learning_curves",
-    "save_figure",
     "save_checkpoint",
     "restore_checkpoint",
 ]
@@ -265,89 +261,6 @@ def metrics_table(metrics: Mapping[str, np.ndarray], members: Sequence[Mapping[s
 def write_table(df: pd.DataFrame, path: PathLike) -> None:
     """Atomically write ``df`` as CSV (no index column) to ``path``."""
     atomic_write_text(path, df.to_csv(index=False))
-
-
-# --------------------------------------------------------------------------------------------
-# Plots
-# --------------------------------------------------------------------------------------------
-
-
-def plot_learning_curves(
-    df: pd.DataFrame,
-    path: PathLike,
-    *,
-    group_by: Sequence[str],
-    x: str = "env_steps",
-    y: str = "episode_return",
-    title: str | None = None,
-    member_col: str = "member",
-) -> None:
-    """Plot mean +- std learning curves, one per hyperparameter combination, to a PNG file.
-
-    Rows of ``df`` (as produced by :func:`metrics_table`) are grouped by the distinct value
-    combinations of ``group_by``; each group gives one line labelled e.g.
-    ``"alpha=0.5, ent_coef=0"``. Within a group, each member's ``y`` series (indexed by ``x``)
-    is forward-filled -- iterations in which a member finished no episode carry ``y = NaN`` --
-    and the curve is the mean over the group's members at each ``x`` value, ignoring members
-    that have no value yet, with a shaded band of +- one (population) standard deviation.
-    With an empty ``group_by`` a single curve covers all members.
-
-    Args:
-      df: tidy table with columns ``member_col``, ``x``, ``y`` and every ``group_by`` column.
-      path: destination PNG; written atomically (temporary file in the same directory, then
-        :func:`os.replace`).
-      group_by: columns that distinguish curves (typically the swept hyperparameters).
-      x: x-axis column (e.g. ``"env_steps"`` or ``"iteration"``).
-      y: y-axis column.
-      title: optional figure title.
-      member_col: column identifying a population member (used for the forward fill).
-
-    Raises:
-      ValueError: a required column is missing from ``df``.
-    """
-    group_by = list(group_by)
-    missing = [c for c in [member_col, x, y, *group_by] if c not in df.columns]
-    if missing:
-        raise ValueError(f"cannot plot learning curves: columns {missing} not in table")
-
-    fig = Figure(figsize=(7.0, 4.5), layout="constrained")
-    ax = fig.add_subplot()
-    groups = df.groupby(group_by, sort=True, dropna=False) if group_by else [((), df)]
-    for key, g in groups:
-        key = key if isinstance(key, tuple) else (key,)
-        # rows: x values (sorted), columns: members; NaN where a member has no value at x.
-        wide = g.groupby([x, member_col])[y].mean().unstack(member_col).sort_index()
-        wide = wide.ffill()
-        mean = wide.mean(axis=1, skipna=True).to_numpy(dtype=float)
-        std = wide.std(axis=1, skipna=True, ddof=0).to_numpy(dtype=float)
-        xs = wide.index.to_numpy()
-        n = wide.shape[1]
-        if group_by:
-            label = ", ".join(f"{c}={format_value(v)}" for c, v in zip(group_by, key))
-        else:
-            label = "all members"
-        label = f"{label} (n={n})"
-        (line,) = ax.plot(xs, mean, label=label, linewidth=1.5)
-        ax.fill_between(xs, mean - std, mean + std, color=line.get_color(), alpha=0.2, linewidth=0)
-    ax.set_xlabel(x)
-    ax.set_ylabel(f"{y} (mean ± std over members)")
-    if title:
-        ax.set_title(title)
-    ax.grid(True, alpha=0.3)
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize="small")
-
-    save_figure(fig, path)
-
-
-def save_figure(fig: Figure, path: PathLike) -> None:
-    """Writes ``fig`` as a 120-dpi PNG to ``path`` atomically, then clears the figure."""
-    png = io.BytesIO()
-    try:
-        fig.savefig(png, format="png", dpi=120)
-    finally:
-        fig.clear()  # Figure is not registered with pyplot; dropping it releases it
-    atomic_write_bytes(path, png.getvalue())
 
 
 # --------------------------------------------------------------------------------------------

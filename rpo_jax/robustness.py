@@ -110,11 +110,11 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from rpo_jax import rundir
+from rpo_jax import plots, rundir
+from rpo_jax.plots import format_cell as _fmt
+from rpo_jax.plots import save_figure as _save_figure
 from rpo_jax.results import check_run_dir
-from rpo_jax.results import format_value as _fmt
 from rpo_jax.results import one_line as _one_line
-from rpo_jax.results import save_figure as _save_figure
 
 __all__ = [
     "attack_names",
@@ -631,7 +631,7 @@ def _variants(table, variant_cols: list[str]) -> list[tuple[str, Any]]:
     groups = []
     for key, rows in table.groupby(variant_cols, sort=False, dropna=False):
         key = key if isinstance(key, tuple) else (key,)
-        groups.append((", ".join(f"{c}={_fmt(v)}" for c, v in zip(variant_cols, key)), rows))
+        groups.append((plots.variant_label(dict(zip(variant_cols, key))), rows))
     return groups
 
 
@@ -641,24 +641,17 @@ def _space_text(result: RobustnessResult) -> str:
 
 def plot_curves(table, result: RobustnessResult, path: pathlib.Path) -> None:
     """Return vs eps, mean ± std over healthy seeds (of each member's mean return), one panel per attack."""
-    from matplotlib import colormaps
     from matplotlib.figure import Figure
 
     attacks = list(result.attacks)
     groups = _variants(_healthy(table), result.variant_cols)
-    cmap = colormaps["tab10" if len(groups) <= 10 else "tab20"]
+    cmap = plots.palette(len(groups))
     fig = Figure(figsize=(4.2 * len(attacks) + 1.0, 4.0), layout="constrained")
     axes = fig.subplots(1, len(attacks), sharey=True, squeeze=False)[0]
     for ax, attack in zip(axes, attacks):
         for i, (label, rows) in enumerate(groups):
-            rows = rows[rows["attack"] == attack]
-            wide = rows.pivot_table(index="eps", columns="member", values="return_mean").sort_index()
-            mean = wide.mean(axis=1).to_numpy(float)
-            std = wide.std(axis=1, ddof=0).to_numpy(float)
-            xs = wide.index.to_numpy(float)
-            color = cmap(i % cmap.N)
-            ax.plot(xs, mean, "o-", color=color, linewidth=1.5, markersize=3, label=f"{label} (n={wide.shape[1]})")
-            ax.fill_between(xs, mean - std, mean + std, color=color, alpha=0.15, linewidth=0)
+            xs, mean, std, n = plots.member_band(rows[rows["attack"] == attack], "eps", "return_mean", ffill=False)
+            plots.band(ax, xs, mean, std, color=cmap(i % cmap.N), label=f"{label} (n={n})", style="o-")
         ax.set_title(f"{attack} attack")
         ax.set_xlabel(f"eps ({_space_text(result)})")
         ax.grid(True, alpha=0.3)
@@ -676,12 +669,11 @@ def _unattacked(table):
 
 def plot_percentiles(table, result: RobustnessResult, path: pathlib.Path) -> None:
     """Sorted unattacked returns of each variant's healthy members against percentile 0..100 (SR^2L Fig. 3)."""
-    from matplotlib import colormaps
     from matplotlib.figure import Figure
 
     clean = _unattacked(_healthy(table))
     groups = _variants(clean, result.variant_cols)
-    cmap = colormaps["tab10" if len(groups) <= 10 else "tab20"]
+    cmap = plots.palette(len(groups))
     fig = Figure(figsize=(6.5, 4.2), layout="constrained")
     ax = fig.add_subplot()
     for i, (label, rows) in enumerate(groups):

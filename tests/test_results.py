@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from rpo_jax import results
+from rpo_jax import plots, results
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -220,7 +220,7 @@ def _assert_png(path):
 @pytest.mark.parametrize("group_by", [["alpha", "ent_coef"], ["alpha"], []])
 def test_plot_learning_curves_writes_png(tmp_path, group_by):
     p = tmp_path / "curves.png"
-    results.plot_learning_curves(_curve_frame(), p, group_by=group_by, title="test")
+    plots.curves(_curve_frame(), p, group_by=group_by, x="env_steps", y="episode_return", title="test")
     _assert_png(p)
     assert os.listdir(tmp_path) == ["curves.png"]
 
@@ -228,15 +228,13 @@ def test_plot_learning_curves_writes_png(tmp_path, group_by):
 def test_plot_learning_curves_replaces_existing_and_custom_axes(tmp_path):
     p = tmp_path / "curves.png"
     p.write_bytes(b"old")
-    results.plot_learning_curves(
-        _curve_frame(with_nans=False), p, group_by=["alpha"], x="iteration", y="episode_return"
-    )
+    plots.curves(_curve_frame(with_nans=False), p, group_by=["alpha"], x="iteration", y="episode_return")
     _assert_png(p)
 
 
 def test_plot_learning_curves_missing_column_raises(tmp_path):
     with pytest.raises(ValueError, match="lr"):
-        results.plot_learning_curves(_curve_frame(), tmp_path / "c.png", group_by=["lr"])
+        plots.curves(_curve_frame(), tmp_path / "c.png", group_by=["lr"], x="env_steps", y="episode_return")
     assert os.listdir(tmp_path) == []
 
 
