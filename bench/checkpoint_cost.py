@@ -31,8 +31,8 @@ import time
 
 import jax
 
+from rpo_jax import cache, durable
 from rpo_jax import config as cfgmod
-from rpo_jax import durable
 
 
 @contextlib.contextmanager
@@ -71,13 +71,11 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results"))
     parser.add_argument(
         "--cache-dir",
-        default=os.path.expanduser("~/.cache/rpo_jax/xla"),
+        default=cache.DEFAULT_DIR,
         help="persistent XLA compilation cache ('' for none)",
     )
     args = parser.parse_args(argv)
-    if args.cache_dir:
-        jax.config.update("jax_compilation_cache_dir", args.cache_dir)
-        jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+    cache.enable(args.cache_dir)
 
     data = cfgmod.load_yaml(args.config)
     data.pop("reduced", None)

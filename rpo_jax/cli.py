@@ -338,13 +338,9 @@ def _train(config: ExperimentConfig, claim, devices, policy, args: argparse.Name
     """Trains ``config`` into ``claim.write_dir`` (or nowhere); writes results and the status on the way."""
     import jax
 
-    # Compiled programs are cached on disk (RPO_JAX_COMPILATION_CACHE="" turns this off).
-    cache = os.environ.get("RPO_JAX_COMPILATION_CACHE", os.path.expanduser("~/.cache/rpo_jax/xla"))
-    if cache:
-        jax.config.update("jax_compilation_cache_dir", cache)
-        jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+    from rpo_jax import cache, durable, population
 
-    from rpo_jax import durable, population
+    cache.enable()
 
     group_names = _group_names(config)
     size = len(config.sweep.members(config.hparams))

@@ -59,7 +59,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from rpo_jax import aggregate, plots, rundir
+from rpo_jax import aggregate, plots, reference, rundir
 from rpo_jax.plots import format_cell as _fmt
 from rpo_jax.plots import save_figure as _save_figure
 from rpo_jax.plots import variant_label
@@ -566,6 +566,7 @@ def make_report(
     *,
     baseline: Mapping[str, Any] | None = None,
     fraction: float = 0.05,
+    reference_table: pd.DataFrame | None = None,
 ) -> list[pathlib.Path]:
     """Write the report of one or more sweep run directories into ``out_dir``.
 
@@ -576,6 +577,8 @@ def make_report(
         ``{"alpha": 0.0}``. Default: the variant with ``alpha == 0`` (and ``ent_coef == 0`` if
         swept); other knobs at their defaults if that leaves a choice.
       fraction: final-return window (fraction of the last iterations).
+      reference_table: published numbers to compare with (:func:`rpo_jax.reference.load`); writes
+        ``reference.md``.
 
     Returns:
       The written files, in writing order.
@@ -715,6 +718,11 @@ def make_report(
         path, _aggregate_md(healthy, envs, variants, base_label, base_note, fraction, int(is_diverged.sum()))
     )
     written.append(path)
+    if reference_table is not None:
+        path = out / "reference.md"
+        comparison = reference.compare(table, reference_table, base_label or "")
+        atomic_write_text(path, reference.markdown(comparison, base_label or "(no baseline variant)"))
+        written.append(path)
     return written
 
 
@@ -774,6 +782,11 @@ def _build_parser() -> argparse.ArgumentParser:
         help="final return = mean over this last fraction of iterations (default 0.05)",
     )
     p.add_argument(
+        "--reference",
+        metavar="FILE.csv",
+        help="published final returns to set ours beside (rpo_jax.reference; writes reference.md)",
+    )
+    p.add_argument(
         "--allow-incomplete",
         action="store_true",
         help="use run directories whose status.json does not say complete (interrupted, failed, "
@@ -808,10 +821,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise _UsageError(f"--fraction must be in (0, 1], got {args.fraction}")
         for note in check_runs(args.run_dirs, allow_incomplete=args.allow_incomplete):
             print(note)
-        paths = make_report(args.run_dirs, args.out, baseline=_parse_baseline(args.baseline), fraction=args.fraction)
+        ref = reference.load(args.reference) if args.reference else None
+        base = _parse_baseline(args.baseline)
+        paths = make_report(args.run_dirs, args.out, baseline=base, fraction=args.fraction, reference_table=ref)
     except SystemExit as e:  # --help
         return e.code if isinstance(e.code, int) else 0
-    except (_UsageError, ReportError, OSError) as e:
+    except (_UsageError, ReportError, reference.ReferenceError, OSError) as e:
         print(f"rpo-jax: error: {_one_line(e)}", file=sys.stderr)
         return 2
     for p in paths:

@@ -870,13 +870,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"rpo-jax: error: {_one_line(e)}", file=sys.stderr)
         return EXIT_BAD_INPUT
 
-    import jax
+    from rpo_jax import cache
 
-    if not jax.config.jax_compilation_cache_dir:
-        cache = os.environ.get("RPO_JAX_COMPILATION_CACHE", os.path.expanduser("~/.cache/rpo_jax/xla"))
-        if cache:
-            jax.config.update("jax_compilation_cache_dir", cache)
-            jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+    cache.enable()
 
     if incomplete is not None:
         print(f"note: {incomplete}; used anyway (--allow-incomplete)")

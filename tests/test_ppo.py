@@ -29,7 +29,6 @@ class ShuffledMinibatchesTest(chex.TestCase):
         out = fn(jax.random.PRNGKey(0), _batch(size), num_minibatches)
         chex.assert_shape(out.obs, (num_minibatches, size // num_minibatches, 2))
         chex.assert_shape((out.logprobs, out.advantages), (num_minibatches, size // num_minibatches))
-        assert out.obs_adv is None
         order = np.asarray(out.logprobs).ravel()
         np.testing.assert_array_equal(np.sort(order), np.arange(size))  # a permutation
         assert not np.array_equal(order, np.arange(size))

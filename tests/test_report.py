@@ -459,3 +459,21 @@ def test_main_refuses_an_incomplete_run_unless_allowed(tmp_path, capsys, status)
     assert f"`{done}` (" not in table  # a complete run carries no status mark
     if status is not None:  # the table says which run was unfinished, and how far it got
         assert f"`{partial}` (**{status if status != 'running' else 'interrupted'}** at iteration" in table
+
+
+def test_reference_flag_writes_the_comparison_and_a_bad_file_is_one_line(two_env_runs, tmp_path, capsys):
+    ref = tmp_path / "ref.csv"
+    ref.write_text(
+        "env,variant,mean,std,n,baseline_mean,baseline_std,source\n"
+        f'{ENV_A},"alpha=0.5, ent_coef=0",300,10,10,100,10,paper A\n'
+        f'{ENV_B},"alpha=0.5, ent_coef=0",-90,1,10,-50,1,paper B\n'
+    )
+    out = tmp_path / "cli"
+    assert report.main([*two_env_runs, "--out", str(out), "--reference", str(ref)]) == 0
+    text = (out / "reference.md").read_text()
+    assert "| paper A |" in text and "Directions agree on 1 of 2 matched rows." in text
+    bad = tmp_path / "bad.csv"
+    bad.write_text("env\nx\n")
+    assert report.main([*two_env_runs, "--out", str(tmp_path / "x"), "--reference", str(bad)]) == 2
+    assert "lacks column(s)" in _one_error_line(capsys)
+    assert not (tmp_path / "x").exists()  # rejected before anything was written

@@ -218,7 +218,7 @@ def no_compile(monkeypatch):
         (["--eps", "0.1,-0.2"], "--eps values must be >= 0"),
         (["--eps", "0.1,,0.2"], "--eps must be a comma-separated list"),
         (["--eps", "nan"], "--eps values must be finite"),
-        (["--attacks", "random,fgsm"], "unknown attack 'fgsm'"),
+        (["--attacks", "random,bogus"], "unknown attack 'bogus'"),
         (["--episodes", "0"], "--episodes must be a positive integer"),
         (["--space", "latent"], "invalid choice: 'latent'"),
     ],
