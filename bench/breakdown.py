@@ -41,13 +41,13 @@ import jax.numpy as jnp
 from bench.throughput import PROFILES, library_batched_env, train_config
 from rpo_jax import envs, starts
 from rpo_jax.population import POPULATION_AXIS
-from rpo_jax.train import as_hparams, make_train
+from rpo_jax.train import as_hparams, make_trainer
 
 
 def _population(adapter, config, members: int, hp, key):
     """(iteration, update, args) programs of ``members`` members sharing ``config.num_envs`` envs."""
     config = dataclasses.replace(config, num_envs=config.num_envs // members)
-    trainer = dataclasses.replace(make_train(config, env=adapter), population_axis=POPULATION_AXIS)
+    trainer = dataclasses.replace(make_trainer(config, env=adapter), population_axis=POPULATION_AXIS)
     hps = jax.tree.map(lambda x: jnp.broadcast_to(x, (members,)), hp)
     states = jax.jit(jax.vmap(trainer.init, axis_name=POPULATION_AXIS))(jax.random.split(key, members), hps)
     keys = jax.random.split(key, members)
@@ -81,7 +81,7 @@ def main(argv=None) -> int:
     profile = PROFILES["cpu"]
     adapter = envs.make_env(args.env)
     config = train_config(profile, args.env, args.num_envs, 1, 1000)
-    trainer = make_train(config, env=adapter)
+    trainer = make_trainer(config, env=adapter)
     hp = as_hparams()
     key = jax.random.PRNGKey(0)
     state = jax.jit(trainer.init)(key, hp)

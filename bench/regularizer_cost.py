@@ -35,7 +35,7 @@ import jax
 import numpy as np
 
 from rpo_jax.config import TrainConfig
-from rpo_jax.train import as_hparams, make_train
+from rpo_jax.train import as_hparams, make_trainer
 
 
 def _interleaved_medians(programs: dict, reps: int) -> dict:
@@ -53,7 +53,7 @@ def _interleaved_medians(programs: dict, reps: int) -> dict:
 
 def compile_programs(config: TrainConfig) -> dict[str, tuple]:
     """The compiled update phase and whole iteration for ``config``, with their arguments."""
-    trainer = make_train(config)
+    trainer = make_trainer(config)
     hp = as_hparams(alpha=0.0, lambda_s=1.0, sr_eps=0.05, max_kl=0.01)
     key = jax.random.PRNGKey(0)
     state = jax.jit(trainer.init)(key, hp)

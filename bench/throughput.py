@@ -17,7 +17,7 @@ What is measured, on whatever device JAX sees (``jax.default_backend()``):
    (``brax.envs.training.wrap`` / ``mujoco_playground.wrapper.wrap_for_brax_training``,
    which auto-reset to a cached first state); the latter is what Brax PPO steps.
 2. ``rpo_jax``: the full train loop (rollout + GAE + update) of
-   ``rpo_jax.train.make_train(config).run`` with PPO (alpha = 0) and RPO
+   ``rpo_jax.train.make_trainer(config).run`` with PPO (alpha = 0) and RPO
    (alpha = 0.5). alpha is a traced hyperparameter, so both use ONE compiled
    program and cost the same; they are timed apart anyway.
 
@@ -182,7 +182,7 @@ from rpo_jax import envs as rpo_envs  # noqa: E402
 from rpo_jax import starts as rpo_starts  # noqa: E402
 from rpo_jax.config import HParams, SweepConfig, TrainConfig  # noqa: E402
 from rpo_jax.population import POPULATION_AXIS, build_population  # noqa: E402
-from rpo_jax.train import as_hparams, make_train  # noqa: E402
+from rpo_jax.train import as_hparams, make_trainer  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = REPO_ROOT / "bench" / "results"
@@ -622,7 +622,7 @@ def compile_rpo(
     Returns the compile records and one :class:`Timed` per algorithm: PPO (alpha 0)
     and RPO (alpha 0.5) share the compiled program (alpha is traced).
     """
-    trainer = make_train(config, env=adapter)
+    trainer = make_trainer(config, env=adapter)
     hp_ppo = as_hparams(alpha=0.0)
     init_fn, init_info = _compile(jax.jit(trainer.init), jax.random.PRNGKey(0), hp_ppo, log=log)
     run = jax.jit(functools.partial(trainer.run, num_iterations=iterations), donate_argnums=0)
@@ -801,7 +801,7 @@ def compile_population(
     sharded over a 1-D mesh of ``devices`` (NamedSharding in and out, state donated).
     """
     config = train_config(profile, adapter.name, total_envs // members, iterations, reps)
-    trainer = dataclasses.replace(make_train(config, env=adapter), population_axis=POPULATION_AXIS)
+    trainer = dataclasses.replace(make_trainer(config, env=adapter), population_axis=POPULATION_AXIS)
     population = population_hparams(members)
     mesh = Mesh(np.asarray(devices), (POPULATION_AXIS,))
     sharding = NamedSharding(mesh, PartitionSpec(POPULATION_AXIS))
@@ -847,7 +847,7 @@ def bench_quickstart_compile(path: Path, log: CompileLog, single_device: bool) -
 
     with open(path, encoding="utf-8") as f:
         experiment = config_from_dict(yaml.safe_load(f))
-    trainer = make_train(experiment.train)
+    trainer = make_trainer(experiment.train)
     population = build_population(experiment.sweep, experiment.hparams)
     first: dict[str, float] = {}
 

@@ -166,7 +166,7 @@ def run_durable(
     points = config.sweep.static_points()
     finished: list[population.SweepResult] = []
     for k, point in enumerate(points):
-        trainer = train.make_train(dataclasses.replace(config.train, **point))
+        trainer = train.make_trainer(dataclasses.replace(config.train, **point))
         pop = population.build_population(config.sweep, config.hparams, point)
         manager = checkpoint_manager(run_dir, k, policy.keep)
         saved = {"iteration": 0}

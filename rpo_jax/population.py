@@ -23,7 +23,7 @@ from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from rpo_jax.config import ExperimentConfig, HParams, SweepConfig
-from rpo_jax.train import Trainer, TrainState, as_hparams, make_train, stack_hparams
+from rpo_jax.train import Trainer, TrainState, as_hparams, make_trainer, stack_hparams
 
 POPULATION_AXIS = "population"
 
@@ -141,7 +141,7 @@ def run_population(
     """Trains every member of ``population`` in one compiled, sharded program.
 
     Args:
-      trainer: from :func:`rpo_jax.train.make_train`.
+      trainer: from :func:`rpo_jax.train.make_trainer`.
       population: from :func:`build_population`.
       chunk_iterations: iterations per compiled call (see :func:`chunk_size`).
       devices: devices of the population mesh; default all devices.
@@ -289,7 +289,7 @@ def run_experiment(
     """
     results = []
     for point in config.sweep.static_points():
-        trainer = make_train(dataclasses.replace(config.train, **point))
+        trainer = make_trainer(dataclasses.replace(config.train, **point))
         pop = build_population(config.sweep, config.hparams, point)
         results.append(
             run_population(

@@ -1,9 +1,9 @@
 """The PPO / RPO train loop as pure, jit-able and vmap-able functions.
 
-``make_train(config)`` fixes the static choices (environment, sizes, switches)
+``make_trainer(config)`` fixes the static choices (environment, sizes, switches)
 and returns a :class:`Trainer` whose functions take traced hyperparameters::
 
-    trainer = make_train(config)
+    trainer = make_trainer(config)
     state, metrics = trainer.train(key, hparams)              # one member
     jax.jit(jax.vmap(trainer.train))(keys, population_hparams)  # a population (see below)
 
@@ -104,7 +104,7 @@ class Transition:
     nonfinite: jax.Array  # the env's obs or reward was non-finite (zeroed; see rpo_jax.envs.StepResult)
 
 
-def make_train(config: TrainConfig, env: envs.Environment | None = None) -> "Trainer":
+def make_trainer(config: TrainConfig, env: envs.Environment | None = None) -> "Trainer":
     """Validates ``config`` and builds a :class:`Trainer` (constructs the environment)."""
     config.validate()
     if env is None:

@@ -56,7 +56,7 @@ def no_compile(monkeypatch):
     def boom(*args, **kwargs):
         raise AssertionError("bad input reached compilation")
 
-    monkeypatch.setattr(train, "make_train", boom)
+    monkeypatch.setattr(train, "make_trainer", boom)
     monkeypatch.setattr(population, "run_population", boom)
 
 

@@ -44,7 +44,7 @@ def no_compile(monkeypatch):
     def boom(*args, **kwargs):
         raise AssertionError("bad input reached compilation")
 
-    monkeypatch.setattr(train, "make_train", boom)
+    monkeypatch.setattr(train, "make_trainer", boom)
     monkeypatch.setattr(population, "run_population", boom)
 
 
@@ -125,7 +125,7 @@ def test_tiny_sweep_writes_config_table_curve_and_checkpoint(tmp_path, capsys, t
     assert summary["members"] == 4 and summary["compile_seconds"] > 0 and summary["run_seconds"] > 0
 
     # The checkpoint restores into the trainer's own state structure, one slice per member.
-    trainer = train.make_train(config.train)
+    trainer = train.make_trainer(config.train)
     pop = population.build_population(config.sweep, config.hparams)
     target = population.checkpoint_tree(jax.eval_shape(jax.vmap(trainer.init), pop.keys, pop.hparams))
     restored = results.restore_checkpoint(out / "checkpoint", target)

@@ -16,7 +16,7 @@ import pytest
 
 from rpo_jax import population
 from rpo_jax.config import TrainConfig
-from rpo_jax.train import as_hparams, first_divergence, make_train, mask_diverged, stack_hparams
+from rpo_jax.train import as_hparams, first_divergence, make_trainer, mask_diverged, stack_hparams
 
 CONFIG = TrainConfig(
     env="gymnax/Pendulum-v1",
@@ -35,7 +35,7 @@ SEEDS = (0, 1, 2, 0)
 
 @pytest.fixture(scope="module")
 def trainer():
-    return make_train(CONFIG)
+    return make_trainer(CONFIG)
 
 
 @pytest.fixture(scope="module")

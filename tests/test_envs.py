@@ -228,7 +228,7 @@ def test_nonfinite_flags_exactly_the_blown_up_steps(nan_reward):
 def test_trainer_counts_nonfinite_env_steps():
     """train.py's metric ``nonfinite_env_steps``: every 5th step of 20 per env blows up -> 4 x 2 envs."""
     from rpo_jax.config import TrainConfig
-    from rpo_jax.train import as_hparams, make_train
+    from rpo_jax.train import as_hparams, make_trainer
 
     config = TrainConfig(
         env="gymnax/Pendulum-v1",
@@ -238,7 +238,7 @@ def test_trainer_counts_nonfinite_env_steps():
         update_epochs=1,
         total_timesteps=2 * 20 * 2,
     )
-    trainer = make_train(config, env=_every_kth_step_nan_env(k=5))
+    trainer = make_trainer(config, env=_every_kth_step_nan_env(k=5))
     state, metrics = jax.jit(trainer.train)(jax.random.PRNGKey(0), as_hparams())
     np.testing.assert_array_equal(metrics["nonfinite_env_steps"], [8, 8])
     np.testing.assert_array_equal(metrics["episodes"], [8, 8])

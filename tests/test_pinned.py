@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from rpo_jax.config import TrainConfig
-from rpo_jax.train import as_hparams, make_train
+from rpo_jax.train import as_hparams, make_trainer
 
 BASE = TrainConfig(
     env="gymnax/Pendulum-v1",
@@ -58,7 +58,7 @@ PINNED = {
 
 def run_hash(name: str) -> str:
     config, hparams = CASES[name]
-    trainer = make_train(config)
+    trainer = make_trainer(config)
     state, metrics = jax.jit(trainer.train)(jax.random.PRNGKey(7), as_hparams(**hparams))
     digest = hashlib.sha256()
     for key in sorted(metrics):

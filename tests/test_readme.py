@@ -142,7 +142,7 @@ def test_every_rpo_jax_command_of_the_readme_runs(tmp_path, monkeypatch, capsys)
 
 
 def test_the_library_example_runs():
-    (code,) = [b for b in _blocks("python") if "make_train" in b]
+    (code,) = [b for b in _blocks("python") if "make_trainer" in b]
     code = code.replace("total_timesteps=500_000", "total_timesteps=4096")
     assert "4096" in code
     namespace: dict = {}

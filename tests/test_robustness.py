@@ -19,6 +19,7 @@ import pandas as pd
 import pytest
 
 from rpo_jax import cli, normalization, robustness, rundir, train
+from rpo_jax import evaluation as evaluation_module
 
 TINY_YAML = """
 train:
@@ -151,7 +152,7 @@ def test_action_smoothness_formula():
     # After an early end the last action of the episode is held.
     actions = np.arange(6, dtype=np.float32).reshape(3, 2, 1)  # [T=3, N=2, A=1]
     valid = np.array([[True, True], [True, False], [False, False]])
-    held = np.asarray(robustness._held_actions(actions, valid))[..., 0]
+    held = np.asarray(evaluation_module._held_actions(actions, valid))[..., 0]
     np.testing.assert_array_equal(held, [[0, 1], [2, 1], [2, 1]])
 
 
@@ -208,7 +209,7 @@ def no_compile(monkeypatch):
     def boom(*args, **kwargs):
         raise AssertionError("bad input reached trainer construction")
 
-    monkeypatch.setattr(train, "make_train", boom)
+    monkeypatch.setattr(train, "make_trainer", boom)
 
 
 @pytest.mark.parametrize(

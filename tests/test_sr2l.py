@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from rpo_jax.config import TrainConfig
-from rpo_jax.train import as_hparams, make_train, stack_hparams
+from rpo_jax.train import as_hparams, make_trainer, stack_hparams
 
 TINY = TrainConfig(
     env="gymnax/Pendulum-v1",
@@ -31,13 +31,13 @@ def _close(a, b):
 
 @pytest.fixture(scope="module")
 def ppo_sr():
-    return make_train(PPO_SR)
+    return make_trainer(PPO_SR)
 
 
 def test_lambda_zero_is_plain_ppo_bit_for_bit(ppo_sr):
     key, hp = jax.random.PRNGKey(1), as_hparams(alpha=0.5, lambda_s=0.0, sr_eps=0.05)
     sr_state, sr_metrics = jax.jit(ppo_sr.train)(key, hp)
-    state, metrics = jax.jit(make_train(TINY).train)(key, hp)
+    state, metrics = jax.jit(make_trainer(TINY).train)(key, hp)
     assert float(np.max(sr_metrics["smoothness_penalty"])) > 0  # the penalty is computed, just not weighted
     sr_metrics = {k: v for k, v in sr_metrics.items() if k != "smoothness_penalty"}
     chex.assert_trees_all_equal(sr_metrics, metrics)
@@ -64,7 +64,7 @@ def test_vmapped_lambda_eps_grid_equals_members_alone(ppo_sr):
 @pytest.mark.parametrize("smoothness", [False, True])
 def test_trpo_respects_the_trust_region(smoothness):
     cfg = dataclasses.replace(TINY, algorithm="trpo", smoothness=smoothness, total_timesteps=4 * 64 * 6)
-    _, metrics = jax.jit(make_train(cfg).train)(jax.random.PRNGKey(0), as_hparams(max_kl=0.01, lambda_s=1.0))
+    _, metrics = jax.jit(make_trainer(cfg).train)(jax.random.PRNGKey(0), as_hparams(max_kl=0.01, lambda_s=1.0))
     kl = np.asarray(metrics["approx_kl"])
     assert np.all(kl <= 0.01 + 1e-6), kl
     assert np.mean(metrics["trpo_step_accepted"]) > 0.5
@@ -74,7 +74,7 @@ def test_trpo_respects_the_trust_region(smoothness):
 
 def test_pgd_once_per_iteration_mode():
     cfg = dataclasses.replace(PPO_SR, smoothness_pgd="iteration")
-    train = jax.jit(make_train(cfg).train)
+    train = jax.jit(make_trainer(cfg).train)
     _, metrics = train(jax.random.PRNGKey(0), as_hparams(lambda_s=1.0, sr_eps=0.05))
     assert np.all(np.asarray(metrics["smoothness_penalty"]) > 0)
     _, zero = train(jax.random.PRNGKey(0), as_hparams(lambda_s=1.0, sr_eps=0.0))

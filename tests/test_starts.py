@@ -14,7 +14,7 @@ import pytest
 from rpo_jax import population, starts
 from rpo_jax.config import HParams, SweepConfig, TrainConfig
 from rpo_jax.envs import Environment
-from rpo_jax.train import as_hparams, make_train
+from rpo_jax.train import as_hparams, make_trainer
 
 
 def _start_env(every: int | None, episode_length: int = 5) -> Environment:
@@ -73,7 +73,7 @@ def _episode_starts(trainer, rollouts=4):
 
 @pytest.mark.parametrize("every", [1, 3, None])
 def test_every_episode_begins_at_a_start_never_used_before(every):
-    trainer = make_train(_config(), env=_start_env(every))
+    trainer = make_trainer(_config(), env=_start_env(every))
     begun, reused = _episode_starts(trainer)
     per_rollout = {1: 12, 3: 4, None: 12 / 5}[every]
     assert len(begun) >= 3 + 4 * 3 * int(per_rollout)  # the first starts, then every episode end
@@ -85,12 +85,12 @@ def test_every_episode_begins_at_a_start_never_used_before(every):
 def test_without_refills_starts_would_repeat_and_be_counted(monkeypatch):
     """The check above can fail: a cache that is never refilled hands out its last start again."""
     monkeypatch.setattr(starts, "refill", lambda env, cache, num_envs, axis_name=None: cache)
-    begun, reused = _episode_starts(make_train(_config(), env=_start_env(1)))
+    begun, reused = _episode_starts(make_trainer(_config(), env=_start_env(1)))
     assert reused > 0 and len(set(begun)) < len(begun)
 
 
 def test_a_reset_every_step_begins_every_episode_fresh_too():
-    begun, reused = _episode_starts(make_train(_config(reset_pool=False), env=_start_env(3)))
+    begun, reused = _episode_starts(make_trainer(_config(reset_pool=False), env=_start_env(3)))
     assert len(set(begun)) == len(begun) and reused == 0
 
 
@@ -119,7 +119,7 @@ def test_members_refilling_together_equal_their_solo_runs():
     from test_envs import _toy_env
 
     config = _config(num_envs=2, num_steps=16, num_minibatches=2, total_timesteps=2 * 16 * 3, episode_length=50)
-    trainer = make_train(config, env=_toy_env(episode_length=50))
+    trainer = make_trainer(config, env=_toy_env(episode_length=50))
     sweep = SweepConfig(seeds=(0, 1), grid=(("learning_rate", (1e-4, 3e-2)),))
     pop = population.build_population(sweep, HParams())
     together = population.run_population(trainer, pop)

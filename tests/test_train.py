@@ -15,7 +15,7 @@ import pytest
 
 from rpo_jax import population
 from rpo_jax.config import HPARAM_NAMES, HParams, SweepConfig, TrainConfig
-from rpo_jax.train import METRIC_NAMES, as_hparams, make_train, stack_hparams
+from rpo_jax.train import METRIC_NAMES, as_hparams, make_trainer, stack_hparams
 
 TINY = TrainConfig(
     env="gymnax/Pendulum-v1",
@@ -30,7 +30,7 @@ TINY = TrainConfig(
 
 @pytest.fixture(scope="module")
 def trainer():
-    return make_train(TINY)
+    return make_trainer(TINY)
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +80,7 @@ def test_metrics_have_one_value_per_iteration(trainer, train_jit):
 def test_no_metric_is_named_like_a_member_column(overrides):
     """metrics.csv puts member columns (member, seed, swept hparams) and iteration next to the metrics:
     a shared name would make a sweep over that hyperparameter fail when its table is written."""
-    trainer = make_train(dataclasses.replace(TINY, **overrides))
+    trainer = make_trainer(dataclasses.replace(TINY, **overrides))
     hparams = as_hparams()
     state = jax.eval_shape(trainer.init, jax.random.PRNGKey(0), hparams)
     _, metrics = jax.eval_shape(lambda s: trainer.run(s, hparams, 1), state)
@@ -92,7 +92,7 @@ def test_no_metric_is_named_like_a_member_column(overrides):
 
 def test_alpha_zero_is_ppo_bit_for_bit(train_jit):
     """RPO's perturbation code path with alpha = 0 reproduces plain PPO exactly."""
-    ppo_trainer = make_train(TINY.__class__(**{**TINY.__dict__, "perturb_mean": False}))
+    ppo_trainer = make_trainer(TINY.__class__(**{**TINY.__dict__, "perturb_mean": False}))
     key, hp = jax.random.PRNGKey(3), as_hparams(alpha=0.0)
     rpo_state, rpo_metrics = train_jit(key, hp)
     ppo_state, ppo_metrics = jax.jit(ppo_trainer.train)(key, hp)
@@ -187,11 +187,11 @@ SHARDED_SCRIPT = textwrap.dedent(
     import jax, numpy as np
     from rpo_jax import population
     from rpo_jax.config import HPARAM_NAMES, HParams, SweepConfig, TrainConfig
-    from rpo_jax.train import make_train
+    from rpo_jax.train import make_trainer
     assert len(jax.devices()) == 8, jax.devices()
     cfg = TrainConfig(env="gymnax/Pendulum-v1", num_envs=4, num_steps=64, num_minibatches=4,
                       update_epochs=2, total_timesteps=4 * 64 * 4)
-    trainer = make_train(cfg)
+    trainer = make_trainer(cfg)
     pop = population.build_population(SweepConfig(seeds=(0, 1, 2), grid=(("alpha", (0.0, 0.5)),)), HParams())
     sharded = population.run_population(trainer, pop, chunk_iterations=2)           # 6 members padded to 8
     single = population.run_population(trainer, pop, chunk_iterations=2, devices=jax.devices()[:1])
@@ -227,7 +227,7 @@ def test_short_real_training_improves_return():
         update_epochs=10,
         total_timesteps=8 * 256 * 150,
     )
-    state, metrics = jax.jit(make_train(cfg).train)(jax.random.PRNGKey(0), as_hparams(alpha=0.5))
+    state, metrics = jax.jit(make_trainer(cfg).train)(jax.random.PRNGKey(0), as_hparams(alpha=0.5))
     returns = np.asarray(metrics["episode_return"])
     first = np.nanmean(returns[:10])
     last = np.nanmean(returns[-10:])

@@ -152,7 +152,7 @@ def test_trpo_critic_fits_a_large_scale_target_unless_clipped():
 
     from rpo_jax import ppo
     from rpo_jax.config import TrainConfig
-    from rpo_jax.train import as_hparams, make_train
+    from rpo_jax.train import as_hparams, make_trainer
 
     config = TrainConfig(
         env="gymnax/Pendulum-v1",
@@ -170,7 +170,7 @@ def test_trpo_critic_fits_a_large_scale_target_unless_clipped():
     hp = as_hparams(alpha=0.0, learning_rate=1e-3)  # the critic's rate in configs/paper/sr2l_trpo_*.yaml
     fitted = {}
     for clip in (False, True):
-        trainer = make_train(dataclasses.replace(config, trpo_clip_vloss=clip))
+        trainer = make_trainer(dataclasses.replace(config, trpo_clip_vloss=clip))
 
         def iteration(state, key, trainer=trainer):
             values = trainer.critic.apply(state.params["critic"], obs)

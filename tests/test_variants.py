@@ -13,7 +13,7 @@ from rpo_jax import augmentation, ppo, rpo
 from rpo_jax.config import TrainConfig
 from rpo_jax.distributions import action_distribution
 from rpo_jax.networks import Actor, Critic
-from rpo_jax.train import as_hparams, make_train, stack_hparams
+from rpo_jax.train import as_hparams, make_trainer, stack_hparams
 
 TINY = TrainConfig(
     env="gymnax/Pendulum-v1",
@@ -62,7 +62,7 @@ def test_perturbation_shifts_the_location_by_z(kind):
 @pytest.mark.parametrize("kind", ["laplace", "gumbel"])
 def test_training_with_other_distributions_logs_their_entropy(kind):
     cfg = dataclasses.replace(TINY, action_dist=kind)
-    state, metrics = jax.jit(make_train(cfg).train)(jax.random.PRNGKey(0), as_hparams(alpha=0.5))
+    state, metrics = jax.jit(make_trainer(cfg).train)(jax.random.PRNGKey(0), as_hparams(alpha=0.5))
     log_scale = np.asarray(state.params["actor"]["params"]["log_std"])
     assert np.all(np.isfinite(metrics["policy_loss"]))
     # The last logged entropy is that family's entropy at (nearly) the final scale.
@@ -72,7 +72,7 @@ def test_training_with_other_distributions_logs_their_entropy(kind):
 
 # ---------------------------------------------------------------- alpha annealing
 def test_annealed_alpha_reaches_zero_at_the_last_update_and_shares_a_compile_with_constant():
-    trainer = make_train(TINY)
+    trainer = make_trainer(TINY)
     hps = stack_hparams([as_hparams(alpha=0.5, anneal_alpha=1.0), as_hparams(alpha=0.5, anneal_alpha=0.0)])
     keys = jnp.stack([jax.random.PRNGKey(0)] * 2)
     _, metrics = jax.jit(jax.vmap(trainer.train))(keys, hps)
@@ -103,8 +103,8 @@ def test_random_amplitude_scaling_range():
 
 
 def test_rad_leaves_the_stored_rollout_unchanged_but_changes_the_loss():
-    ppo_trainer = make_train(TINY)
-    rad_trainer = make_train(dataclasses.replace(TINY, augmentation="rad"))
+    ppo_trainer = make_trainer(TINY)
+    rad_trainer = make_trainer(dataclasses.replace(TINY, augmentation="rad"))
     hp = as_hparams(alpha=0.0)
     key = jax.random.PRNGKey(2)
     state = jax.jit(ppo_trainer.init)(key, hp)
@@ -134,13 +134,13 @@ def test_drac_penalty_is_zero_without_augmentation_and_positive_with_it():
 
 def test_drac_trains_and_reports_its_terms():
     cfg = dataclasses.replace(TINY, augmentation="drac")
-    _, metrics = jax.jit(make_train(cfg).train)(jax.random.PRNGKey(0), as_hparams(alpha=0.0, drac_coef=0.1))
+    _, metrics = jax.jit(make_trainer(cfg).train)(jax.random.PRNGKey(0), as_hparams(alpha=0.0, drac_coef=0.1))
     assert np.all(np.asarray(metrics["drac_policy"]) > 0) and np.all(np.asarray(metrics["drac_value"]) > 0)
 
 
 # ------------------------------------------------------------------ entropy bonus
 def test_entropy_coefficient_raises_entropy():
-    trainer = make_train(dataclasses.replace(TINY, total_timesteps=4 * 64 * 10))
+    trainer = make_trainer(dataclasses.replace(TINY, total_timesteps=4 * 64 * 10))
     # 80 Adam steps (LR annealed to 0) move log_std by at most ~40 * lr: use lr 1e-2 so the
     # bonus has room to act (up to ~0.4 nats per action dimension).
     hps = stack_hparams([as_hparams(alpha=0.0, ent_coef=c, learning_rate=1e-2) for c in (0.0, 1.0)])
