@@ -28,21 +28,16 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import numpy as np
 
 from rpo_jax import config as cfgmod
-from rpo_jax import results, rundir
+from rpo_jax import errors, results, rundir
 from rpo_jax.config import ConfigError, ExperimentConfig
 from rpo_jax.results import format_value as _fmt
 
 EXIT_BAD_INPUT = 2
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, exit 2
-        self.exit(EXIT_BAD_INPUT, f"rpo-jax: error: {message}\n")
-
-
 def _build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="rpo-jax", description=__doc__.split("\n")[0])
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    parser = errors.ArgumentParser(prog="rpo-jax", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=errors.ArgumentParser)
 
     def running(p: argparse.ArgumentParser) -> None:
         p.add_argument("--devices", type=int, help="shard the population over the first N devices (default all)")
@@ -112,17 +107,24 @@ def _build_parser() -> argparse.ArgumentParser:
     resume = sub.add_parser("resume", help="continue an interrupted train/sweep from its newest checkpoint")
     resume.add_argument("run_dir", help="the --out directory of the interrupted run")
     running(resume)
-    # Listed for --help; dispatched to their own modules' parsers in main().
-    for name, text in _DELEGATED.items():
-        sub.add_parser(name, help=text, add_help=False).add_argument("args", nargs=argparse.REMAINDER)
+    train.set_defaults(handler=run)
+    sweep.set_defaults(handler=run)
+    resume.set_defaults(handler=resume_run)
+    for name, (module, text) in _subcommands().items():
+        p = sub.add_parser(name, help=text, description=module.DESCRIPTION)
+        module.add_arguments(p)
+        p.set_defaults(handler=module.run)
     return parser
 
 
-# Subcommands with their own parser: name -> (help text); module rpo_jax.<name> provides main(argv).
-_DELEGATED = {
-    "report": "figures and tables from finished sweep directories (rpo-jax report RUN_DIR ... [--out DIR])",
-    "robustness": "returns of a finished sweep's members under random and adversarial observation perturbations",
-}
+def _subcommands() -> dict[str, tuple[Any, str]]:
+    """Subcommands that live in their own modules: name -> (module with add_arguments / run, help)."""
+    from rpo_jax import report, robustness
+
+    return {
+        "report": (report, "figures and tables from finished sweep directories (rpo-jax report RUN_DIR ... --out DIR)"),
+        "robustness": (robustness, "returns of a finished sweep's members under observation perturbations"),
+    }
 
 
 def resolve_config(args: argparse.Namespace) -> ExperimentConfig:
@@ -246,11 +248,6 @@ def _json_safe(obj: Any) -> Any:
     return obj
 
 
-def _error(err: BaseException) -> int:
-    print("rpo-jax: error: " + " ".join(str(err).split()), file=sys.stderr)
-    return EXIT_BAD_INPUT
-
-
 def _select_devices(requested: int | None, distributed: bool) -> list:
     import jax
 
@@ -285,18 +282,18 @@ def run(args: argparse.Namespace) -> int:
         policy = _checkpoint_policy(args)
         devices = _select_devices(args.devices, args.distributed)
         claim = _claim_new(args) if args.out else None
-    except (ConfigError, rundir.RunDirError) as err:
-        return _error(err)
+    except errors.InputError as err:
+        return errors.report(err)
     return _train(config, claim, devices, policy, args)
 
 
-def resume(args: argparse.Namespace) -> int:
+def resume_run(args: argparse.Namespace) -> int:
     """``resume RUN_DIR``: continue an interrupted run from its newest checkpoint."""
     try:
         policy = _checkpoint_policy(args)
         claim = rundir.claim_resume(args.run_dir)
-    except (ConfigError, rundir.RunDirError) as err:
-        return _error(err)
+    except errors.InputError as err:
+        return errors.report(err)
     try:
         status = claim.previous
         if status["state"] == "complete":  # a staged --overwrite that finished but was not swapped in
@@ -313,9 +310,9 @@ def resume(args: argparse.Namespace) -> int:
                     f"{len(devices)} to continue on them (then equal up to rounding, not bit for bit)"
                 )
             devices = devices[:ran_on]
-    except (ConfigError, rundir.RunDirError) as err:
+    except errors.InputError as err:
         claim.release()
-        return _error(err)
+        return errors.report(err)
     where = f"iteration {status.get('checkpoint_iteration', 0)}/{status.get('num_iterations')}"
     note = f" ({status['reason']})" if status.get("reason") else ""
     print(
@@ -488,15 +485,16 @@ def _group_summary(members, group_names, finals, diverged: dict[int, int]) -> li
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """``rpo-jax``: dispatches to the subcommand; returns its exit status (2 for bad input)."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] in _DELEGATED:
-        import importlib
-
-        return importlib.import_module(f"rpo_jax.{argv[0]}").main(argv[1:])
     try:
         args = _build_parser().parse_args(argv)
         args.argv = argv
-        return resume(args) if args.command == "resume" else run(args)
+        return args.handler(args)
+    except SystemExit as e:  # --help
+        return e.code if isinstance(e.code, int) else 0
+    except errors.InputError as err:  # every bad input, of every subcommand: one line, exit 2
+        return errors.report(err)
     except KeyboardInterrupt:  # before or outside a run directory: nothing to save
         print("rpo-jax: interrupted (SIGINT)", file=sys.stderr)
         return 128 + signal.SIGINT

@@ -30,9 +30,10 @@ import yaml
 
 from rpo_jax import algorithms
 from rpo_jax.algorithms import ALGORITHMS
+from rpo_jax.errors import InputError
 
 
-class ConfigError(ValueError):
+class ConfigError(InputError):
     """Invalid configuration. ``str(err)`` is a single line naming the problem."""
 
 

@@ -14,6 +14,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from rpo_jax.errors import InputError
 from rpo_jax.runs import RunCheckpoint, diverged_at, raw_scale
 
 
@@ -29,7 +30,7 @@ SPACES: tuple[str, ...] = ("normalized", "raw")
 TOLERANCE_ULPS = 8.0
 
 
-class RobustnessError(ValueError):
+class RobustnessError(InputError):
     """Unusable input or a failed sanity check; ``str(err)`` is one line."""
 
 

@@ -55,6 +55,16 @@ def normalize_advantages(advantages: jax.Array) -> jax.Array:
     return (advantages - advantages.mean()) / (advantages.std(ddof=1) + 1e-8)
 
 
+def critic_loss(value: jax.Array, batch: Batch, clip: jax.Array | float | None = None) -> jax.Array:
+    """``0.5 * mean((V - R)^2)``; with ``clip``, PPO's pessimistic clipped form
+    ``0.5 * mean(max((V - R)^2, (V_old + clip(V - V_old, -c, c) - R)^2))`` (CleanRL's ``clip_vloss``)."""
+    error = (value - batch.returns) ** 2
+    if clip is not None:
+        clipped = batch.values + jnp.clip(value - batch.values, -clip, clip)
+        error = jnp.maximum(error, (clipped - batch.returns) ** 2)
+    return 0.5 * error.mean()
+
+
 def ppo_loss(
     params: Any,
     batch: Batch,
@@ -96,12 +106,7 @@ def ppo_loss(
     clip = hparams.clip_coef
     policy_loss = jnp.maximum(-advantages * ratio, -advantages * jnp.clip(ratio, 1.0 - clip, 1.0 + clip)).mean()
 
-    value = critic_apply(params["critic"], batch.obs)
-    value_error = (value - batch.returns) ** 2
-    if clip_vloss:
-        clipped = batch.values + jnp.clip(value - batch.values, -clip, clip)
-        value_error = jnp.maximum(value_error, (clipped - batch.returns) ** 2)
-    value_loss = 0.5 * value_error.mean()
+    value_loss = critic_loss(critic_apply(params["critic"], batch.obs), batch, clip if clip_vloss else None)
 
     loss = policy_loss - hparams.ent_coef * entropy + hparams.vf_coef * value_loss
     aux = {

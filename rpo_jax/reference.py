@@ -25,11 +25,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from rpo_jax.errors import InputError
+
 COLUMNS = ("env", "variant", "mean", "std", "n", "baseline_mean", "baseline_std", "source")
 T_THRESHOLD = 2.0
 
 
-class ReferenceError(ValueError):
+class ReferenceError(InputError):
     """An unusable reference file; ``str(err)`` is one line."""
 
 

@@ -60,6 +60,7 @@ import pandas as pd
 import yaml
 
 from rpo_jax import aggregate, plots, reference, rundir
+from rpo_jax.errors import InputError
 from rpo_jax.plots import format_cell as _fmt
 from rpo_jax.plots import save_figure as _save_figure
 from rpo_jax.plots import variant_label
@@ -83,7 +84,7 @@ BOOTSTRAP_REPS = 2000
 CONFIDENCE = 0.95
 
 
-class ReportError(ValueError):
+class ReportError(InputError):
     """Unusable report input; ``str(err)`` is one line naming the problem."""
 
 
@@ -731,15 +732,6 @@ def make_report(
 # --------------------------------------------------------------------------------------------
 
 
-class _UsageError(Exception):
-    pass
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # one-line errors instead of usage + message, exit code 2
-        raise _UsageError(message)
-
-
 def _parse_baseline(items: Sequence[str] | None) -> dict[str, Any] | None:
     if not items:
         return None
@@ -751,7 +743,7 @@ def _parse_baseline(items: Sequence[str] | None) -> dict[str, Any] | None:
                 continue
             key, sep, value = part.partition("=")
             if not sep or not key.strip() or not value.strip():
-                raise _UsageError(f"--baseline expects COLUMN=VALUE[,COLUMN=VALUE], got {item!r}")
+                raise InputError(f"--baseline expects COLUMN=VALUE[,COLUMN=VALUE], got {item!r}")
             try:
                 parsed = yaml.safe_load(value.strip())
             except yaml.YAMLError:
@@ -760,12 +752,14 @@ def _parse_baseline(items: Sequence[str] | None) -> dict[str, Any] | None:
     return spec
 
 
-def _build_parser() -> argparse.ArgumentParser:
-    p = _Parser(
-        prog="rpo-jax report",
-        description="Paper-style report (learning/entropy curves, alpha ablation, final-return table, "
-        "cross-task aggregates) from finished sweep directories.",
-    )
+DESCRIPTION = (
+    "Paper-style report (learning/entropy curves, alpha ablation, final-return table, "
+    "cross-task aggregates) from finished sweep directories."
+)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The arguments of ``rpo-jax report`` (registered by :mod:`rpo_jax.cli`)."""
     p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="sweep output directory (several allowed)")
     p.add_argument("--out", default=None, metavar="DIR", help="output directory (default with one run: RUN_DIR/report)")
     p.add_argument(
@@ -792,7 +786,6 @@ def _build_parser() -> argparse.ArgumentParser:
         help="use run directories whose status.json does not say complete (interrupted, failed, "
         "still running, or written before status.json existed)",
     )
-    return p
 
 
 def check_runs(run_dirs: Sequence[str], *, allow_incomplete: bool) -> list[str]:
@@ -813,25 +806,28 @@ def check_runs(run_dirs: Sequence[str], *, allow_incomplete: bool) -> list[str]:
     return notes
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """``rpo-jax report``: returns 0 on success, 2 with a one-line error on bad input."""
+def run(args: argparse.Namespace) -> int:
+    """``rpo-jax report``: 0 on success; bad input raises :class:`rpo_jax.errors.InputError` (exit 2)."""
+    if not 0.0 < args.fraction <= 1.0:
+        raise InputError(f"--fraction must be in (0, 1], got {args.fraction}")
     try:
-        args = _build_parser().parse_args(argv)
-        if not 0.0 < args.fraction <= 1.0:
-            raise _UsageError(f"--fraction must be in (0, 1], got {args.fraction}")
         for note in check_runs(args.run_dirs, allow_incomplete=args.allow_incomplete):
             print(note)
         ref = reference.load(args.reference) if args.reference else None
         base = _parse_baseline(args.baseline)
         paths = make_report(args.run_dirs, args.out, baseline=base, fraction=args.fraction, reference_table=ref)
-    except SystemExit as e:  # --help
-        return e.code if isinstance(e.code, int) else 0
-    except (_UsageError, ReportError, reference.ReferenceError, OSError) as e:
-        print(f"rpo-jax: error: {_one_line(e)}", file=sys.stderr)
-        return 2
+    except OSError as e:
+        raise ReportError(_one_line(e)) from e
     for p in paths:
         print(f"wrote {p}")
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m rpo_jax.report``: the same as ``rpo-jax report``."""
+    from rpo_jax import cli
+
+    return cli.main(["report", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

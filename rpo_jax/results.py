@@ -30,6 +30,11 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import yaml  # noqa: E402
 
+from rpo_jax.errors import (
+    InputError,  # noqa: E402
+    one_line,  # noqa: E402, F401  (re-exported)
+)
+
 __all__ = [
     "OutputDirError",
     "one_line",
@@ -48,14 +53,8 @@ __all__ = [
 PathLike = str | os.PathLike
 
 
-class OutputDirError(Exception):
+class OutputDirError(InputError):
     """A problem with the sweep's output directory; the message is a single line naming it."""
-
-
-def one_line(e: BaseException) -> str:
-    """``str(e)`` on one line (whitespace collapsed, at most 300 characters), or the type's name."""
-    text = " ".join(str(e).split()) or type(e).__name__
-    return text if len(text) <= 300 else text[:297] + "..."
 
 
 def format_value(v: Any) -> str:

@@ -101,7 +101,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import pathlib
 import sys
 from typing import Any, Sequence
@@ -109,6 +108,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from rpo_jax import plots, rundir
+from rpo_jax.errors import InputError
 from rpo_jax.evaluation import (
     SPACES,
     RobustnessError,
@@ -360,21 +360,14 @@ def write_outputs(out_dir, result: RobustnessResult) -> list[pathlib.Path]:
 # --------------------------------------------------------------------------------------------
 
 
-class _UsageError(Exception):
-    pass
+DESCRIPTION = (
+    "Returns of every member of a finished sweep under random and adversarial observation "
+    "perturbations (rpo_jax.attacks); see rpo_jax/robustness.py."
+)
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # one line, exit 2, no usage dump
-        raise _UsageError(message)
-
-
-def _build_parser() -> argparse.ArgumentParser:
-    p = _Parser(
-        prog="rpo-jax robustness",
-        description="Returns of every member of a finished sweep under random and adversarial "
-        "(max action difference, critic) observation perturbations; see rpo_jax/robustness.py.",
-    )
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The arguments of ``rpo-jax robustness`` (registered by :mod:`rpo_jax.cli`)."""
     p.add_argument("run_dir", metavar="RUN_DIR", help="finished sweep directory (config.yaml, checkpoint/)")
     p.add_argument(
         "--eps", default=DEFAULT_EPS, help=f"comma-separated L-inf radii (default {DEFAULT_EPS}; 0 is always added)"
@@ -402,55 +395,52 @@ def _build_parser() -> argparse.ArgumentParser:
         help="use a run directory whose status.json does not say complete (interrupted, failed, "
         "still running, or written before status.json existed)",
     )
-    return p
 
 
 def parse_eps(text: str) -> list[float]:
     """``"0,0.05,0.1"`` -> sorted distinct finite non-negative floats, with 0 added if missing."""
     parts = [s.strip() for s in str(text).split(",")]
     if not parts or any(not s for s in parts):
-        raise _UsageError(f"--eps must be a comma-separated list of numbers, got {text!r}")
+        raise InputError(f"--eps must be a comma-separated list of numbers, got {text!r}")
     values = []
     for s in parts:
         try:
             v = float(s)
         except ValueError:
-            raise _UsageError(f"--eps must be a comma-separated list of numbers, got {s!r} in {text!r}") from None
+            raise InputError(f"--eps must be a comma-separated list of numbers, got {s!r} in {text!r}") from None
         if not math.isfinite(v):
-            raise _UsageError(f"--eps values must be finite, got {s!r}")
+            raise InputError(f"--eps values must be finite, got {s!r}")
         if v < 0:
-            raise _UsageError(f"--eps values must be >= 0, got {s}")
+            raise InputError(f"--eps values must be >= 0, got {s}")
         values.append(v)
     if len(set(values)) != len(values):
-        raise _UsageError(f"--eps lists a value twice: {text!r}")
+        raise InputError(f"--eps lists a value twice: {text!r}")
     return sorted(set(values) | {0.0})
 
 
 def parse_attacks(text: str) -> tuple[str, ...]:
     names = [s.strip() for s in str(text).split(",")]
     if not names or any(not n for n in names):
-        raise _UsageError(f"--attacks must be a comma-separated list, got {text!r}")
+        raise InputError(f"--attacks must be a comma-separated list, got {text!r}")
     for n in names:
         if n not in attack_names():
-            raise _UsageError(f"unknown attack {n!r}; choose from {', '.join(attack_names())}")
+            raise InputError(f"unknown attack {n!r}; choose from {', '.join(attack_names())}")
     if len(set(names)) != len(names):
-        raise _UsageError(f"--attacks lists an attack twice: {text!r}")
+        raise InputError(f"--attacks lists an attack twice: {text!r}")
     return tuple(names)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """``rpo-jax robustness``: 0 on success; 2 with one line ``rpo-jax: error: ...`` on bad input."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+def run(args: argparse.Namespace) -> int:
+    """``rpo-jax robustness``: 0 on success; bad input raises :class:`rpo_jax.errors.InputError` (exit 2)."""
     from rpo_jax import results
 
     try:
-        args = _build_parser().parse_args(argv)
         eps = parse_eps(args.eps)
         attacks = parse_attacks(args.attacks)
         if args.episodes < 1:
-            raise _UsageError(f"--episodes must be a positive integer, got {args.episodes}")
+            raise InputError(f"--episodes must be a positive integer, got {args.episodes}")
         if args.pgd_steps < 0:
-            raise _UsageError(f"--pgd-steps must be >= 0, got {args.pgd_steps}")
+            raise InputError(f"--pgd-steps must be >= 0, got {args.pgd_steps}")
         run_path, _ = check_run(args.run_dir)
         rundir.check_complete(run_path, allow_incomplete=args.allow_incomplete, error=RobustnessError)
         incomplete = rundir.describe_incomplete(run_path)
@@ -459,11 +449,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             results.prepare_out_dir(out_dir, overwrite=False)
         run = load_run(run_path)
         out_dir = results.prepare_out_dir(out_dir, overwrite=args.overwrite)
-    except SystemExit as e:  # --help
-        return e.code if isinstance(e.code, int) else 0
-    except (_UsageError, RobustnessError, RunError, results.OutputDirError, OSError) as e:
-        print(f"rpo-jax: error: {_one_line(e)}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+    except OSError as e:
+        raise InputError(_one_line(e)) from e
 
     from rpo_jax import cache
 
@@ -477,19 +464,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"attacks={','.join(attacks)}, {args.episodes} episodes, space={args.space}",
         flush=True,
     )
-    try:
-        result = evaluate(
-            run,
-            eps=eps,
-            attacks=attacks,
-            episodes=args.episodes,
-            pgd_steps=args.pgd_steps,
-            space=args.space,
-            seed=args.seed,
-        )
-    except RobustnessError as e:
-        print(f"rpo-jax: error: {_one_line(e)}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+    result = evaluate(  # a failed ball check is a RobustnessError: one line, exit 2
+        run,
+        eps=eps,
+        attacks=attacks,
+        episodes=args.episodes,
+        pgd_steps=args.pgd_steps,
+        space=args.space,
+        seed=args.seed,
+    )
     excess = _max_healthy_excess(result)
     print(
         f"compile {result.compile_seconds:.1f}s, run {result.run_seconds:.1f}s; "
@@ -507,6 +490,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     for path in write_outputs(out_dir, result):
         print(f"wrote {path}")
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m rpo_jax.robustness``: the same as ``rpo-jax robustness``."""
+    from rpo_jax import cli
+
+    return cli.main(["robustness", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

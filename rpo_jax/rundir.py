@@ -31,6 +31,7 @@ import shutil
 import uuid
 from typing import Any
 
+from rpo_jax.errors import InputError
 from rpo_jax.results import atomic_write_text
 
 STATUS_FILE = "status.json"
@@ -38,7 +39,7 @@ LOCK_FILE = ".lock"
 STATES = ("running", "complete", "failed", "interrupted")
 
 
-class RunDirError(Exception):
+class RunDirError(InputError):
     """A run directory cannot be used as asked; ``str(err)`` is one line naming the problem."""
 
 

@@ -13,11 +13,12 @@ from typing import Any, Callable
 
 import numpy as np
 
+from rpo_jax.errors import InputError
 from rpo_jax.results import check_run_dir
 from rpo_jax.results import one_line as _one_line
 
 
-class RunError(ValueError):
+class RunError(InputError):
     """A run directory or checkpoint that cannot be used; ``str(err)`` is one line."""
 
 

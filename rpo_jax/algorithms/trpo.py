@@ -44,12 +44,8 @@ class TRPO:
         critic_apply = self.trainer.critic.apply
 
         def value_loss(critic_params, minibatch):
-            value = critic_apply(critic_params, minibatch.obs)
-            error = (value - minibatch.returns) ** 2
-            if cfg.trpo_clip_vloss:
-                clipped = minibatch.values + jnp.clip(value - minibatch.values, -hparams.clip_coef, hparams.clip_coef)
-                error = jnp.maximum(error, (clipped - minibatch.returns) ** 2)
-            return 0.5 * error.mean()
+            clip = hparams.clip_coef if cfg.trpo_clip_vloss else None
+            return ppo.critic_loss(critic_apply(critic_params, minibatch.obs), minibatch, clip)
 
         def minibatch_step(carry, minibatch):
             params, opt_state = carry
@@ -77,7 +73,7 @@ class TRPO:
 
         def surrogate_terms(actor_params):
             mean, log_std = actor_apply(actor_params, batch.obs)
-            logprob = action_distribution("gaussian", mean, log_std).log_prob(batch.actions)
+            logprob = action_distribution(cfg.action_dist, mean, log_std).log_prob(batch.actions)
             gain = jnp.mean(jnp.exp(logprob - batch.logprobs) * advantages)
             if self.smoothness is None:
                 return gain, jnp.zeros(())
@@ -106,7 +102,7 @@ class TRPO:
         aux = {
             "policy_loss": -gain,
             "value_loss": value_losses.mean(),
-            "entropy": action_distribution("gaussian", mean, log_std).entropy().mean(),
+            "entropy": action_distribution(cfg.action_dist, mean, log_std).entropy().mean(),
             "approx_kl": info["kl"],
             "clipfrac": jnp.full((), jnp.nan),  # no clipping in TRPO
             "trpo_step_accepted": info["step_accepted"].astype(jnp.float32),
