@@ -27,6 +27,10 @@ from rpo_jax.distributions import action_distribution
 AUGMENTATIONS: tuple[str, ...] = ("none", "rad", "drac")
 
 
+# ``train.augmentation``: none, RAD (the loss sees augmented inputs) or DrAC (a loss term, rpo_jax.loss_terms).
+AUGMENTATIONS: tuple[str, ...] = ("none", "rad", "drac")
+
+
 def random_amplitude_scaling(key: jax.Array, obs: jax.Array, low: float = 0.6, high: float = 1.2) -> jax.Array:
     """``obs * u`` with ``u ~ U[low, high]`` drawn independently per sample and dimension."""
     return obs * jax.random.uniform(key, obs.shape, minval=low, maxval=high)

@@ -19,20 +19,27 @@ Deterministic (evaluation) actions are ``loc`` for all three (the mode).
 
 from __future__ import annotations
 
+from typing import Callable
+
 import distrax
 import jax
 import jax.numpy as jnp
 
-ACTION_DISTRIBUTIONS: tuple[str, ...] = ("gaussian", "laplace", "gumbel")
+
+def _independent(family):
+    return lambda loc, scale: distrax.Independent(family(loc=loc, scale=scale), reinterpreted_batch_ndims=1)
+
+
+# name -> (loc, scale) -> distribution with one event over the last axis; ``train.action_dist`` picks one.
+ACTION_DISTRIBUTIONS: dict[str, Callable[[jax.Array, jax.Array], distrax.Distribution]] = {
+    "gaussian": lambda loc, scale: distrax.MultivariateNormalDiag(loc=loc, scale_diag=scale),
+    "laplace": _independent(distrax.Laplace),
+    "gumbel": _independent(distrax.Gumbel),
+}
 
 
 def action_distribution(kind: str, loc: jax.Array, log_scale: jax.Array) -> distrax.Distribution:
     """The policy ``pi(. | s)`` of family ``kind`` with one event over the last axis."""
-    scale = jnp.exp(log_scale)
-    if kind == "gaussian":
-        return distrax.MultivariateNormalDiag(loc=loc, scale_diag=scale)
-    if kind == "laplace":
-        return distrax.Independent(distrax.Laplace(loc=loc, scale=scale), reinterpreted_batch_ndims=1)
-    if kind == "gumbel":
-        return distrax.Independent(distrax.Gumbel(loc=loc, scale=scale), reinterpreted_batch_ndims=1)
-    raise ValueError(f"unknown action distribution '{kind}'; choose one of {', '.join(ACTION_DISTRIBUTIONS)}")
+    if kind not in ACTION_DISTRIBUTIONS:
+        raise ValueError(f"unknown action distribution '{kind}'; choose one of {', '.join(ACTION_DISTRIBUTIONS)}")
+    return ACTION_DISTRIBUTIONS[kind](loc, jnp.exp(log_scale))
