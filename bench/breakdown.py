@@ -29,8 +29,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import datetime
-import json
 import os
 import statistics
 import time
@@ -38,7 +36,7 @@ import time
 import jax
 import jax.numpy as jnp
 
-from bench.throughput import PROFILES, library_batched_env, train_config
+from bench.common import PROFILES, interleaved, library_batched_env, train_config, utc_stamp, write_json
 from rpo_jax import envs, starts
 from rpo_jax.population import POPULATION_AXIS
 from rpo_jax.train import as_hparams, make_trainer
@@ -123,15 +121,9 @@ def main(argv=None) -> int:
     compiled, compile_s = {}, {}
     for name, (fn, fn_args) in programs.items():
         start = time.perf_counter()
-        compiled[name] = jax.jit(fn).lower(*fn_args).compile()
+        compiled[name] = (jax.jit(fn).lower(*fn_args).compile(), fn_args)
         compile_s[name] = time.perf_counter() - start
-        jax.block_until_ready(compiled[name](*fn_args))  # untimed warm-up
-    times = {name: [] for name in programs}
-    for _ in range(args.reps):
-        for name, (_, fn_args) in programs.items():
-            start = time.perf_counter()
-            jax.block_until_ready(compiled[name](*fn_args))
-            times[name].append(time.perf_counter() - start)
+    times = interleaved(compiled, args.reps)
 
     device = jax.devices()[0]
     print(
@@ -152,8 +144,7 @@ def main(argv=None) -> int:
         rows.append(row)
         print(f"{name:>22} | {row['median_ms']:9.1f} | {row['fastest_ms']:10.1f} | {row['compile_s']:9.1f}")
     os.makedirs(args.out, exist_ok=True)
-    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%d-%H%M%S")
-    path = os.path.join(args.out, f"breakdown-{jax.default_backend()}-{stamp}.json")
+    path = os.path.join(args.out, f"breakdown-{jax.default_backend()}-{utc_stamp()}.json")
     record = {
         "env": args.env,
         "device": device.device_kind,
@@ -167,9 +158,7 @@ def main(argv=None) -> int:
         "reps": args.reps,
         "rows": rows,
     }
-    with open(path + ".tmp", "w", encoding="utf-8") as f:
-        json.dump(record, f, indent=2)
-    os.replace(path + ".tmp", path)
+    write_json(path, record)
     print(f"wrote {path}")
     return 0
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime
-import json
 import os
 import pathlib
 import statistics
@@ -31,6 +30,7 @@ import time
 
 import jax
 
+from bench.common import write_json
 from rpo_jax import cache, durable
 from rpo_jax import config as cfgmod
 
@@ -140,9 +140,7 @@ def main(argv=None) -> int:
         "settings": vars(args),
         "result": row,
     }
-    with open(path + ".tmp", "w") as f:
-        json.dump(record, f, indent=2)
-    os.replace(path + ".tmp", path)
+    write_json(path, record)
     print(f"wrote {path}")
     return 0
 

@@ -26,29 +26,20 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime
-import json
 import os
 import statistics
-import time
 
 import jax
 import numpy as np
 
+from bench.common import interleaved, write_json
 from rpo_jax.config import TrainConfig
 from rpo_jax.train import as_hparams, make_trainer
 
 
 def _interleaved_medians(programs: dict, reps: int) -> dict:
-    """Median seconds of each ``(fn, args)``: one untimed call each, then ``reps`` rounds of one call each."""
-    for fn, args in programs.values():
-        jax.block_until_ready(fn(*args))
-    times = {name: [] for name in programs}
-    for _ in range(reps):
-        for name, (fn, args) in programs.items():
-            start = time.perf_counter()
-            jax.block_until_ready(fn(*args))
-            times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(ts) for name, ts in times.items()}
+    """Median seconds of each ``(fn, args)``, timed interleaved (bench.common.interleaved)."""
+    return {name: statistics.median(ts) for name, ts in interleaved(programs, reps).items()}
 
 
 def compile_programs(config: TrainConfig) -> dict[str, tuple]:
@@ -145,9 +136,9 @@ def main(argv=None) -> int:
         "settings": vars(args),
         "rows": rows,
     }
-    with open(path + ".tmp", "w") as f:
-        json.dump(record, f, indent=2, default=lambda x: float(np.asarray(x)))
-    os.replace(path + ".tmp", path)
+    write_json(
+        path, jax.tree.map(lambda x: float(np.asarray(x)) if isinstance(x, (np.ndarray, jax.Array)) else x, record)
+    )
     print(f"wrote {path}")
     return 0
 

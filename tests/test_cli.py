@@ -166,7 +166,7 @@ def test_variants_and_static_points_make_the_member_table():
     "sweep,message",
     [
         ({"static": {"num_envs": [1, 2]}}, "sweep.static.num_envs is not sweepable"),
-        ({"static": {"action_dist": ["gaussian", "beta"]}}, "train.action_dist must be one of gaussian, laplace, gumbel"),
+        ({"static": {"action_dist": ["gaussian", "beta"]}}, "train.action_dist must be one of gaussian, laplace"),
         ({"variants": [{"alpha": -1}]}, "sweep.variants[0].alpha must be >= 0"),
         ({"variants": [{"alpha": 0}], "grid": {"alpha": [0, 1]}}, "which sweep.grid also sweeps"),
         ({"variants": {"alpha": 0}}, "sweep.variants must be a list"),
