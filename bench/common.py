@@ -274,16 +274,18 @@ def ratio(a: float | None, b: float | None) -> float | None:
 
 
 def interleaved(programs: dict[str, tuple[Callable, tuple]], reps: int) -> dict[str, list[float]]:
-    """Seconds of ``reps`` calls of each ``fn(*args)``: one untimed call each, then rounds of one call each."""
-    for fn, args in programs.values():
-        block(fn(*args))
-    times: dict[str, list[float]] = {name: [] for name in programs}
-    for _ in range(reps):
-        for name, (fn, args) in programs.items():
-            start = time.perf_counter()
+    """Seconds of ``reps`` calls of each stateless ``fn(*args)``, through :func:`round_robin`."""
+
+    def stateless(fn: Callable) -> Callable:
+        def call(args: tuple) -> tuple:
             block(fn(*args))
-            times[name].append(time.perf_counter() - start)
-    return times
+            return args
+
+        return call
+
+    timeds = {name: Timed(stateless(fn), args, steps=0) for name, (fn, args) in programs.items()}
+    round_robin(list(timeds.values()), reps)
+    return {name: t.times for name, t in timeds.items()}
 
 
 def utc_stamp() -> str:
