@@ -107,6 +107,15 @@ def _build_parser() -> argparse.ArgumentParser:
     resume = sub.add_parser("resume", help="continue an interrupted train/sweep from its newest checkpoint")
     resume.add_argument("run_dir", help="the --out directory of the interrupted run")
     running(resume)
+    config = sub.add_parser(
+        "config", help="every option (default, allowed values, meaning); with CONFIG, the config as it would run"
+    )
+    config.add_argument("config", nargs="?", help="YAML config to resolve (with --reduced / --set / --env)")
+    config.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE")
+    config.add_argument("--env", help="shorthand for --set train.env=NAME")
+    config.add_argument("--reduced", action="store_true", help="apply the config's 'reduced' section")
+    config.add_argument("--markdown", action="store_true", help="the option table as markdown (the README's)")
+    config.set_defaults(handler=show_config)
     train.set_defaults(handler=run)
     sweep.set_defaults(handler=run)
     resume.set_defaults(handler=resume_run)
@@ -273,6 +282,25 @@ def _checkpoint_policy(args: argparse.Namespace):
     if args.keep_checkpoints < 1:
         raise ConfigError(f"--keep-checkpoints must be >= 1, got {args.keep_checkpoints}")
     return CheckpointPolicy(args.checkpoint_every, args.checkpoint_minutes, args.keep_checkpoints)
+
+
+def show_config(args: argparse.Namespace) -> int:
+    """``config``: the option table, or ``CONFIG`` resolved (preset, reduced, overrides) and checked, as YAML."""
+    if args.config is None:
+        if args.markdown:
+            print(cfgmod.fields_markdown())
+        else:
+            for row in cfgmod.describe_fields():
+                allowed = f" [{row['allowed']}]" if row["allowed"] else ""
+                print(f"{row['section']}.{row['name']} = {row['default']}{allowed}\n    {row['doc']}")
+        return 0
+    for name, value in (("total_timesteps", None), ("chunk", None), ("command", "sweep"), ("seeds", None)):
+        setattr(args, name, value)
+    args.grid = []
+    import yaml
+
+    print(yaml.safe_dump(resolve_config(args).to_dict(), sort_keys=False, default_flow_style=None), end="")
+    return 0
 
 
 def run(args: argparse.Namespace) -> int:

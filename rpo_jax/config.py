@@ -39,73 +39,96 @@ class ConfigError(InputError):
     """Invalid configuration. ``str(err)`` is a single line naming the problem."""
 
 
+# Checks a field's metadata may name: (description in the error message, predicate).
+POSITIVE = ("a positive {kind}", lambda v: v > 0)
+NON_NEGATIVE = ("a {kind} >= 0", lambda v: v >= 0)
+OPEN_UNIT = ("in (0, 1)", lambda v: 0 < v < 1)
+
+
+def _field(default: Any, doc: str, *, check: tuple | None = None, choices: Any = None) -> Any:
+    """A TrainConfig field whose metadata carries its documentation, its check and its allowed values.
+
+    ``choices`` is a tuple, or a callable returning one (read when validating, from the module that
+    defines the values). :meth:`TrainConfig.validate` and :func:`describe_fields` read the metadata.
+    """
+    return dataclasses.field(default=default, metadata={"doc": doc, "check": check, "choices": choices})
+
+
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
     """Static settings of one training run (one compile).
 
-    Defaults are the RPO paper's Table 2 / CleanRL's ``ppo_continuous_action.py``.
+    Defaults are the RPO paper's Table 2 / CleanRL's ``ppo_continuous_action.py``. Each field's
+    documentation, check and allowed values live in its metadata (:func:`describe_fields`).
     """
 
-    env: str = "gymnax/Pendulum-v1"
-    backend: str | None = None  # Brax physics backend; None = the env's default.
-    episode_length: int | None = None  # None = the environment's own time limit.
-    num_envs: int = 1
-    num_steps: int = 2048  # rollout length per env per iteration
-    num_minibatches: int = 32
-    update_epochs: int = 10
-    total_timesteps: int = 1_000_000
-    actor_hidden: tuple[int, ...] = (64, 64)
-    critic_hidden: tuple[int, ...] = (64, 64)
-    normalize_observations: bool = True
-    normalize_rewards: bool = True  # return-based reward scaling (gym's NormalizeReward)
-    obs_clip: float = 10.0
-    reward_clip: float = 10.0
-    # False: one set of normalisation statistics pooled over a member's envs (as Brax). True: one per
-    # env, as CleanRL's vector env of separately wrapped envs. Identical at num_envs = 1.
-    normalize_per_env: bool = False
-    # True: V(s_T) is bootstrapped when an episode is cut by the time limit.
-    # False: truncation is treated as termination, as CleanRL does.
-    bootstrap_on_truncation: bool = True
-    # Auto-reset from a cache of fresh starts computed in batches (rpo_jax.starts): every episode
-    # still begins at its own independent reset, handed out in order of episode ends and never
-    # twice, at the cost of about one batched refill per rollout instead of a reset every step.
-    # False: compute a reset on every step (the same distribution, slower).
-    reset_pool: bool = True
-    clip_actions: bool = True
-    norm_adv: bool = True
-    clip_vloss: bool = True  # PPO's value loss clipped around the old values (±clip_coef); not used by TRPO
-    anneal_lr: bool = True
-    adam_eps: float = 1e-5
-    # Static switch for the RPO perturbation code path. With it on, alpha = 0 is
-    # PPO bit for bit; switching it off removes the (tiny) cost of drawing z.
-    perturb_mean: bool = True
-    action_dist: str = "gaussian"  # gaussian | laplace | gumbel (rpo_jax.distributions)
-    augmentation: str = "none"  # none | rad | drac (rpo_jax.augmentation)
-    rad_scale_low: float = 0.6  # random amplitude scaling range U[low, high]
-    rad_scale_high: float = 1.2
-    # Policy optimiser, a name in rpo_jax.algorithms.ALGORITHMS: "ppo" (clipped surrogate, minibatch SGD;
-    # RPO when alpha > 0) or "trpo" (natural gradient + line search on the full batch; critic fitted by Adam).
-    algorithm: str = "ppo"
-    trpo_cg_iters: int = 10
-    trpo_damping: float = 0.1
-    trpo_backtrack_iters: int = 10
-    trpo_backtrack_coef: float = 0.8
-    # TRPO fits its critic (baseline) by plain regression on the returns, as garage (SR^2L's code) does;
-    # true clips that fit around the old values by ±clip_coef like PPO's value loss, which cannot track
-    # returns of unnormalised rewards (a target of ~100 moves 0.2 per iteration).
-    trpo_clip_vloss: bool = False
-    # SR^2L smoothness regulariser lambda_s * E_s max_{s' in eps-ball} D_J(pi(s), pi(s'))
-    # (PPO-SR / TRPO-SR). eps is measured in the agent's input space: normalised
-    # observations when normalize_observations is on (the normaliser is a constant there).
-    smoothness: bool = False
-    smoothness_steps: int = 10  # PGD steps K (step size 0.2 eps)
-    smoothness_norm: str = "linf"  # linf | l2 ball
-    smoothness_stop_grad_sigma: bool = True  # sigma cannot shrink the penalty by growing
-    # PPO-SR: where PGD runs. "minibatch": against the current parameters on every
-    # minibatch (the definition). "iteration": once per iteration on the whole batch
-    # against the parameters at the start of the update, s' then held fixed for all
-    # epochs (about 3x cheaper; the penalty still differentiates both branches).
-    smoothness_pgd: str = "minibatch"
+    env: str = _field("gymnax/Pendulum-v1", "environment: brax/NAME, dmc/TASK or gymnax/ENV")
+    backend: str | None = _field(None, "Brax physics backend; null = the env's default", choices=lambda: _backends())
+    episode_length: int | None = _field(None, "episode time limit; null = the environment's own", check=POSITIVE)
+    num_envs: int = _field(1, "parallel envs per member", check=POSITIVE)
+    num_steps: int = _field(2048, "rollout length per env per iteration", check=POSITIVE)
+    num_minibatches: int = _field(32, "minibatches per epoch (must divide num_envs * num_steps)", check=POSITIVE)
+    update_epochs: int = _field(10, "passes over each iteration's batch", check=POSITIVE)
+    total_timesteps: int = _field(1_000_000, "env steps per member (iterations = this // batch)", check=POSITIVE)
+    actor_hidden: tuple[int, ...] = _field((64, 64), "actor MLP hidden sizes (tanh)")
+    critic_hidden: tuple[int, ...] = _field((64, 64), "critic MLP hidden sizes (tanh)")
+    normalize_observations: bool = _field(True, "gym's NormalizeObservation (running mean / std, then clip)")
+    normalize_rewards: bool = _field(True, "gym's NormalizeReward (scale by the std of the discounted return)")
+    obs_clip: float = _field(10.0, "bound of normalised observations", check=POSITIVE)
+    reward_clip: float = _field(10.0, "bound of scaled rewards", check=POSITIVE)
+    normalize_per_env: bool = _field(
+        False,
+        "one set of normalisation statistics per env (CleanRL's vector env) instead of one per member "
+        "pooled over its envs (Brax); the same at num_envs = 1",
+    )
+    bootstrap_on_truncation: bool = _field(
+        True, "bootstrap V(s_T) when the time limit cuts an episode; false: a cut is a termination (CleanRL)"
+    )
+    reset_pool: bool = _field(
+        True,
+        "episodes restart from a cache of fresh starts computed in batches (rpo_jax.starts; every episode its "
+        "own reset, never reused); false: a reset computed every step (same distribution, slower)",
+    )
+    clip_actions: bool = _field(True, "clip actions to the env's bounds before stepping (stored unclipped)")
+    norm_adv: bool = _field(True, "normalise advantages per minibatch (torch's unbiased std)")
+    clip_vloss: bool = _field(True, "PPO's value loss clipped around the old values by clip_coef (not TRPO)")
+    anneal_lr: bool = _field(True, "learning rate annealed linearly to 0 over the iterations (CleanRL)")
+    adam_eps: float = _field(1e-5, "Adam's epsilon", check=POSITIVE)
+    perturb_mean: bool = _field(
+        True, "RPO's perturbation code path; alpha = 0 is PPO bit for bit with it on; off saves drawing z"
+    )
+    action_dist: str = _field(
+        "gaussian", "policy family (rpo_jax.distributions)", choices=lambda: tuple(ACTION_DISTRIBUTIONS)
+    )
+    augmentation: str = _field("none", "RAD or DrAC (rpo_jax.augmentation)", choices=lambda: AUGMENTATIONS)
+    rad_scale_low: float = _field(0.6, "random amplitude scaling: U[low, high] per sample and dim", check=POSITIVE)
+    rad_scale_high: float = _field(1.2, "upper end of that range", check=POSITIVE)
+    algorithm: str = _field(
+        "ppo", "policy optimiser (rpo_jax.algorithms): ppo (RPO when alpha > 0) or trpo", choices=lambda: ALGORITHMS
+    )
+    trpo_cg_iters: int = _field(10, "TRPO: conjugate-gradient iterations", check=POSITIVE)
+    trpo_damping: float = _field(0.1, "TRPO: Fisher damping", check=NON_NEGATIVE)
+    trpo_backtrack_iters: int = _field(10, "TRPO: line-search steps", check=POSITIVE)
+    trpo_backtrack_coef: float = _field(0.8, "TRPO: line-search shrink factor", check=OPEN_UNIT)
+    trpo_clip_vloss: bool = _field(
+        False,
+        "TRPO's critic fit clipped around the old values by clip_coef like PPO's; garage (SR^2L's code) fits it "
+        "unclipped, which tracks returns of unnormalised rewards",
+    )
+    smoothness: bool = _field(
+        False,
+        "SR^2L regulariser lambda_s * E_s max_{s' in eps-ball} D_J(pi(s), pi(s')) (PPO-SR / TRPO-SR); eps in the "
+        "agent's (normalised) input space",
+    )
+    smoothness_steps: int = _field(10, "SR^2L: PGD steps (of 0.2 eps)", check=POSITIVE)
+    smoothness_norm: str = _field("linf", "SR^2L: the ball's norm", choices=lambda: pgd.NORMS)
+    smoothness_stop_grad_sigma: bool = _field(True, "SR^2L: sigma cannot shrink the penalty by growing")
+    smoothness_pgd: str = _field(
+        "minibatch",
+        "PPO-SR: PGD against the current parameters per minibatch (the definition), or once per iteration "
+        "(about 3x cheaper)",
+        choices=lambda: SMOOTHNESS_PGD,
+    )
 
     @property
     def batch_size(self) -> int:
@@ -120,17 +143,9 @@ class TrainConfig:
         return self.total_timesteps // self.batch_size
 
     def validate(self) -> None:
-        """Raises ConfigError on the first invalid value."""
-        for name in ("num_envs", "num_steps", "num_minibatches", "update_epochs", "total_timesteps"):
-            value = getattr(self, name)
-            if not _is_int(value) or value <= 0:
-                raise ConfigError(f"train.{name} must be a positive integer, got {value!r}")
-        if self.episode_length is not None and (not _is_int(self.episode_length) or self.episode_length <= 0):
-            raise ConfigError(f"train.episode_length must be a positive integer or null, got {self.episode_length!r}")
-        for name in ("actor_hidden", "critic_hidden"):
-            sizes = getattr(self, name)
-            if not sizes or any(not _is_int(s) or s <= 0 for s in sizes):
-                raise ConfigError(f"train.{name} must be a non-empty list of positive integers, got {list(sizes)!r}")
+        """Raises ConfigError on the first invalid value: each field by its metadata, then across fields."""
+        for f in dataclasses.fields(self):
+            _check_field(f, getattr(self, f.name))
         if self.batch_size % self.num_minibatches:
             raise ConfigError(
                 f"train.num_minibatches={self.num_minibatches} does not divide the batch "
@@ -141,74 +156,113 @@ class TrainConfig:
                 f"train.total_timesteps={self.total_timesteps} is less than one iteration "
                 f"(num_envs*num_steps={self.batch_size})"
             )
-        for name in _TRAIN_FLOAT_FIELDS:
-            value = getattr(self, name)
-            if not _is_finite(value):
-                raise ConfigError(f"train.{name} must be a finite number, got {value!r}")
-        for name in ("obs_clip", "reward_clip", "adam_eps"):
-            value = getattr(self, name)
-            if not _is_number(value) or not value > 0:
-                raise ConfigError(f"train.{name} must be a positive number, got {value!r}")
-        for name in (
-            "normalize_observations",
-            "normalize_rewards",
-            "normalize_per_env",
-            "bootstrap_on_truncation",
-            "reset_pool",
-            "clip_actions",
-            "norm_adv",
-            "clip_vloss",
-            "trpo_clip_vloss",
-            "anneal_lr",
-            "perturb_mean",
-            "smoothness",
-            "smoothness_stop_grad_sigma",
-        ):
-            if not isinstance(getattr(self, name), bool):
-                raise ConfigError(f"train.{name} must be true or false, got {getattr(self, name)!r}")
-        if self.algorithm not in ALGORITHMS:
-            raise ConfigError(f"train.algorithm must be one of {', '.join(ALGORITHMS)}, got {self.algorithm!r}")
-        for name, choices in (
-            ("smoothness_pgd", SMOOTHNESS_PGD),
-            ("smoothness_norm", pgd.NORMS),
-            ("action_dist", tuple(ACTION_DISTRIBUTIONS)),
-            ("augmentation", AUGMENTATIONS),
-        ):
-            if getattr(self, name) not in choices:
-                raise ConfigError(f"train.{name} must be one of {', '.join(choices)}, got {getattr(self, name)!r}")
-        for name in ("smoothness_steps", "trpo_cg_iters", "trpo_backtrack_iters"):
-            value = getattr(self, name)
-            if not _is_int(value) or value <= 0:
-                raise ConfigError(f"train.{name} must be a positive integer, got {value!r}")
-        if not _is_number(self.trpo_damping) or self.trpo_damping < 0:
-            raise ConfigError(f"train.trpo_damping must be a number >= 0, got {self.trpo_damping!r}")
-        if not _is_number(self.trpo_backtrack_coef) or not 0 < self.trpo_backtrack_coef < 1:
-            raise ConfigError(f"train.trpo_backtrack_coef must be in (0, 1), got {self.trpo_backtrack_coef!r}")
         if self.smoothness and self.action_dist != "gaussian":
             raise ConfigError("train.smoothness needs train.action_dist=gaussian (D_J in closed form)")
         algorithms.get(self.algorithm).validate(self)
-        for name in ("rad_scale_low", "rad_scale_high"):
-            if not _is_number(getattr(self, name)) or not getattr(self, name) > 0:
-                raise ConfigError(f"train.{name} must be a positive number, got {getattr(self, name)!r}")
         if not self.rad_scale_low <= self.rad_scale_high:
             raise ConfigError(
                 f"train.rad_scale_low={self.rad_scale_low} must not exceed train.rad_scale_high={self.rad_scale_high}"
             )
-        if not isinstance(self.env, str):
-            raise ConfigError(f"train.env must be a string, got {self.env!r}")
-        self._validate_backend()
-
-    def _validate_backend(self) -> None:
-        """``backend`` is null, or a Brax physics backend used with a ``brax/`` environment."""
-        if self.backend is None:
-            return
-        # Cheap: jax is already loaded by flax, and no environment is built.
-        from rpo_jax.envs import _BRAX_BACKENDS
-
-        if not isinstance(self.backend, str) or self.backend not in _BRAX_BACKENDS:
-            raise ConfigError(f"train.backend must be null or one of {', '.join(_BRAX_BACKENDS)}, got {self.backend!r}")
-        if not self.env.startswith("brax/"):
+        if self.backend is not None and not self.env.startswith("brax/"):
             raise ConfigError(f"train.backend={self.backend} applies to brax/ environments only, got env {self.env!r}")
+
+
+def _backends() -> tuple[str, ...]:
+    from rpo_jax.envs import _BRAX_BACKENDS  # cheap: no environment is built
+
+    return tuple(_BRAX_BACKENDS)
+
+
+def _check_field(f: dataclasses.Field, value: Any) -> None:
+    """One TrainConfig value against its annotation and metadata (check, choices)."""
+    name, kind, meta = f"train.{f.name}", f.type, f.metadata
+    optional = kind.endswith("| None")
+    if optional and value is None:
+        return
+    or_null = " or null" if optional else ""
+    if kind == "bool":
+        if not isinstance(value, bool):
+            raise ConfigError(f"{name} must be true or false, got {value!r}")
+    elif kind.startswith("int"):
+        check = meta["check"] or NON_NEGATIVE
+        if not _is_int(value) or not check[1](value):
+            raise ConfigError(f"{name} must be {check[0].format(kind='integer')}{or_null}, got {value!r}")
+    elif kind == "float":
+        if not _is_finite(value):
+            raise ConfigError(f"{name} must be a finite number, got {value!r}")
+        check = meta["check"]
+        if check is not None and not check[1](value):
+            raise ConfigError(f"{name} must be {check[0].format(kind='number')}, got {value!r}")
+    elif kind == "tuple[int, ...]":
+        if not value or any(not _is_int(v) or v <= 0 for v in value):
+            raise ConfigError(f"{name} must be a non-empty list of positive integers, got {list(value)!r}")
+    elif kind.startswith("str"):
+        choices = meta["choices"]() if callable(meta["choices"]) else meta["choices"]
+        if not isinstance(value, str) or (choices is not None and value not in choices):
+            listed = f"null or one of {', '.join(choices)}" if optional else f"one of {', '.join(choices)}"
+            allowed = listed if choices is not None else f"a string{or_null}"
+            raise ConfigError(f"{name} must be {allowed}, got {value!r}")
+
+
+def describe_fields() -> list[dict[str, str]]:
+    """Every setting a config can hold: section, name, default, allowed values and documentation.
+
+    ``train`` fields are static (one compile each); ``hparams`` fields are traced and sweepable.
+    """
+    rows = []
+    for f in dataclasses.fields(TrainConfig):
+        choices = f.metadata["choices"]
+        choices = choices() if callable(choices) else choices
+        check = f.metadata["check"]
+        kind = "integer" if f.type.startswith("int") else "number"
+        if choices:
+            allowed = ", ".join(choices) + (", null" if f.type.endswith("| None") else "")
+        elif check:
+            allowed = check[0].format(kind=kind) + (" or null" if f.type.endswith("| None") else "")
+        else:
+            allowed = {"bool": "true, false", "tuple[int, ...]": "a list of positive integers"}.get(f.type, "a string")
+        rows.append(
+            {
+                "section": "train",
+                "name": f.name,
+                "default": _show(f.default),
+                "allowed": allowed,
+                "doc": f.metadata["doc"],
+            }
+        )
+    for f in dataclasses.fields(HParams):
+        rows.append(
+            {
+                "section": "hparams",
+                "name": f.name,
+                "default": _show(f.default),
+                "allowed": _HPARAM_RULES[f.name][1],
+                "doc": f.metadata.get("doc", ""),
+            }
+        )
+    return rows
+
+
+def fields_markdown() -> str:
+    """:func:`describe_fields` as a markdown table (the README's option table is this text)."""
+    lines = ["| section | option | default | allowed | meaning |", "|---|---|---|---|---|"]
+    for r in describe_fields():
+        lines.append(f"| {r['section']} | `{r['name']}` | `{r['default']}` | {r['allowed']} | {r['doc']} |")
+    return "\n".join(lines)
+
+
+def _show(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, tuple):
+        return str(list(value))
+    return str(value)
+
+
+def _hparam(default: float, doc: str) -> Any:
+    return flax.struct.field(default=default, metadata={"doc": doc})
 
 
 @flax.struct.dataclass
@@ -218,19 +272,19 @@ class HParams:
     Defaults: RPO paper Table 2 with RPO's alpha = 0.5; ``alpha = 0`` is PPO.
     """
 
-    alpha: Any = 0.5  # RPO: z ~ U(-alpha, alpha) added to the mean in the loss (Eq. 4)
-    anneal_alpha: Any = 0.0  # 1: alpha decays linearly to 0 at the last update (paper §6.2); 0: constant
-    ent_coef: Any = 0.0
-    learning_rate: Any = 3e-4
-    clip_coef: Any = 0.2
-    gamma: Any = 0.99
-    gae_lambda: Any = 0.95
-    vf_coef: Any = 0.5
-    max_grad_norm: Any = 0.5
-    drac_coef: Any = 0.1  # DrAC regulariser weight (used with train.augmentation = drac)
-    lambda_s: Any = 1.0  # SR^2L regulariser weight (used with train.smoothness)
-    sr_eps: Any = 0.01  # SR^2L perturbation radius eps (used with train.smoothness)
-    max_kl: Any = 0.01  # TRPO trust region delta (used with train.algorithm = trpo)
+    alpha: Any = _hparam(0.5, "RPO: z ~ U(-alpha, alpha) added to the policy mean in the loss (Eq. 4); 0 = PPO")
+    anneal_alpha: Any = _hparam(0.0, "1: alpha decays linearly to 0 at the last update (paper §6.2); 0: constant")
+    ent_coef: Any = _hparam(0.0, "entropy bonus coefficient")
+    learning_rate: Any = _hparam(3e-4, "Adam learning rate (annealed with train.anneal_lr)")
+    clip_coef: Any = _hparam(0.2, "PPO ratio clip (and value clip with train.clip_vloss)")
+    gamma: Any = _hparam(0.99, "discount")
+    gae_lambda: Any = _hparam(0.95, "GAE lambda")
+    vf_coef: Any = _hparam(0.5, "value-loss coefficient")
+    max_grad_norm: Any = _hparam(0.5, "global gradient-norm clip")
+    drac_coef: Any = _hparam(0.1, "DrAC regulariser weight (train.augmentation: drac)")
+    lambda_s: Any = _hparam(1.0, "SR^2L regulariser weight (train.smoothness)")
+    sr_eps: Any = _hparam(0.01, "SR^2L perturbation radius eps (train.smoothness)")
+    max_kl: Any = _hparam(0.01, "TRPO trust region delta (train.algorithm: trpo)")
 
 
 HPARAM_NAMES: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(HParams))

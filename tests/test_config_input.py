@@ -6,6 +6,7 @@ Everything goes through the functions the CLI uses (``load_yaml``, ``apply_overr
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
 import pytest
@@ -386,3 +387,26 @@ def test_preset_sets_its_switches_and_a_contradiction_is_one_line(tmp_path):
     with pytest.raises(ConfigError, match=r"^unknown preset 'gym'; choose from cleanrl$"):
         build(tmp_path, "preset: gym\n")
     assert build(tmp_path, "").train.normalize_per_env is False  # defaults unchanged without a preset
+
+
+def test_the_readme_option_table_is_generated_from_the_field_metadata():
+    import pathlib
+
+    readme = (pathlib.Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    table = readme.split("<!-- options -->\n")[1].split("\n<!-- end options -->")[0]
+    assert table == cfgmod.fields_markdown(), "regenerate the README table with: rpo-jax config --markdown"
+    documented = {r["name"] for r in cfgmod.describe_fields() if r["doc"]}
+    assert documented == set(cfgmod.HPARAM_NAMES) | {f.name for f in dataclasses.fields(cfgmod.TrainConfig)}
+
+
+def test_config_subcommand_prints_options_and_resolved_configs(capsys):
+    from rpo_jax import cli
+
+    assert cli.main(["config"]) == 0
+    assert "train.normalize_per_env = false [true, false]" in capsys.readouterr().out
+    assert cli.main(["config", "configs/paper/mujoco_brax.yaml", "--reduced", "--env", "brax/hopper"]) == 0
+    resolved = yaml.safe_load(capsys.readouterr().out)
+    assert resolved["train"]["env"] == "brax/hopper" and resolved["train"]["total_timesteps"] == 999424
+    assert resolved["train"]["normalize_per_env"] is True and resolved["sweep"]["seeds"] == [0, 1, 2, 3, 4]
+    assert cli.main(["config", "configs/paper/mujoco_brax.yaml", "--set", "train.num_envs=0"]) == 2
+    assert "train.num_envs must be a positive integer" in capsys.readouterr().err
