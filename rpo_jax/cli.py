@@ -13,8 +13,6 @@ metrics, periodic checkpoints, exact resume, clean SIGINT / SIGTERM).
 from __future__ import annotations
 
 import argparse
-import json
-import math
 import os
 import shutil
 import signal
@@ -25,12 +23,10 @@ from typing import Any, Sequence
 # executables; keep them out of the progress output unless the user asks.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-import numpy as np
 
 from rpo_jax import config as cfgmod
-from rpo_jax import errors, results, rundir
+from rpo_jax import errors, results, run_outputs, rundir
 from rpo_jax.config import ConfigError, ExperimentConfig
-from rpo_jax.results import format_value as _fmt
 
 EXIT_BAD_INPUT = 2
 
@@ -198,65 +194,6 @@ def _parse_seeds(text: str) -> Any:
         raise ConfigError(f"--seeds must be a count or a comma-separated list of integers, got '{text}'") from None
 
 
-def _progress_printer(group_names: list[str]):
-    def report(info: dict[str, Any]) -> None:
-        returns = info["metrics"]["episode_return"]
-        flags = info["metrics"].get("diverged")
-        gone = set() if flags is None else {i for i in range(len(returns)) if flags[i, -1] > 0}
-        groups: dict[tuple, list[int]] = {}
-        for i, m in enumerate(info["members"]):
-            if i not in gone:
-                groups.setdefault(tuple(m[n] for n in group_names), []).append(i)
-        parts = []
-        for values, idx in groups.items():
-            rows = returns[idx]
-            last = np.array([r[~np.isnan(r)][-1] if np.any(~np.isnan(r)) else np.nan for r in rows])
-            label = ", ".join(f"{n}={_fmt(v)}" for n, v in zip(group_names, values)) or "return"
-            if np.all(np.isnan(last)):
-                parts.append(f"{label}: n/a")
-            else:
-                parts.append(f"{label}: {np.nanmean(last):.1f} ± {np.nanstd(last):.1f}")
-        if gone:
-            parts.append("diverged: member " + ", ".join(str(info["members"][i]["member"]) for i in sorted(gone)))
-        sps = info["run_iterations"] * info["env_steps"] / info["iteration"] * len(returns) / max(info["elapsed"], 1e-9)
-        print(
-            f"[running {info['iteration']}/{info['num_iterations']} it | {info['env_steps']:,} steps/member | "
-            f"{info['elapsed']:.0f}s | {sps:,.0f} steps/s] " + " | ".join(parts),
-            flush=True,
-        )
-
-    return report
-
-
-def _write_outputs(out_dir: str, config: ExperimentConfig, result, summary: dict[str, Any]) -> None:
-    from rpo_jax import plots, population
-
-    group_names = _group_names(config)
-    table = results.metrics_table(result.metrics, result.members)
-    results.write_table(table, os.path.join(out_dir, "metrics.csv"))
-    plots.curves(
-        table,
-        os.path.join(out_dir, "learning_curve.png"),
-        group_by=group_names,
-        x="env_steps",
-        y="episode_return",
-        title=f"{config.train.env} ({len(config.sweep.seeds)} seeds)",
-    )
-    results.save_checkpoint(os.path.join(out_dir, "checkpoint"), population.checkpoint_tree(result.state))
-    results.atomic_write_text(os.path.join(out_dir, "summary.json"), json.dumps(_json_safe(summary), indent=2) + "\n")
-
-
-def _json_safe(obj: Any) -> Any:
-    """``obj`` with non-finite floats as null (JSON has no NaN)."""
-    if isinstance(obj, dict):
-        return {k: _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_json_safe(v) for v in obj]
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
-
-
 def _select_devices(requested: int | None, distributed: bool) -> list:
     import jax
 
@@ -367,7 +304,7 @@ def _train(config: ExperimentConfig, claim, devices, policy, args: argparse.Name
 
     cache.enable()
 
-    group_names = _group_names(config)
+    group_names = run_outputs.group_names(config)
     size = len(config.sweep.members(config.hparams))
     compiles = len(config.sweep.static_points())
     print(
@@ -377,7 +314,7 @@ def _train(config: ExperimentConfig, claim, devices, policy, args: argparse.Name
         + (f", {compiles} compiled programs (static sweep)" if compiles > 1 else ""),
         flush=True,
     )
-    progress_fn = None if args.quiet else _progress_printer(group_names)
+    progress_fn = None if args.quiet else run_outputs.progress_printer(group_names)
     if claim is not None and args.command != "resume":
         results.write_yaml(claim.write_dir / "config.yaml", config.to_dict())
     if claim is None or jax.process_count() > 1:  # nothing to checkpoint into (multi-host: issue "Scale out")
@@ -444,37 +381,14 @@ def _status_fields(progress) -> dict[str, Any]:
 
 def _finish(config: ExperimentConfig, result, claim, size: int, group_names: list[str]) -> int:
     """Prints the final returns and, with a claim, writes every result, marks the run complete and swaps it in."""
-    from rpo_jax import durable, population
+    from rpo_jax import durable
 
-    finals = population.final_returns(result.metrics)
-    diverged = population.diverged_members(result)
-    total_steps = config.train.num_iterations * config.train.batch_size * size
-    summary = {
-        "status": "complete",
-        "env": config.train.env,
-        "members": size,
-        "devices": result.num_devices,
-        "compile_seconds": round(result.compile_seconds, 2),
-        "run_seconds": round(result.run_seconds, 2),
-        "env_steps_total": total_steps,
-        "env_steps_per_second": round(total_steps / max(result.run_seconds, 1e-9), 1),
-        "final_return": _group_summary(result.members, group_names, finals, diverged),
-        "diverged": [{**m, "diverged_at": diverged[m["member"]]} for m in result.members if m["member"] in diverged],
-    }
-    print(
-        f"compile {result.compile_seconds:.1f}s, run {result.run_seconds:.1f}s "
-        f"({summary['env_steps_per_second']:,.0f} env steps/s)"
-    )
-    for row in summary["final_return"]:
-        label = ", ".join(f"{n}={_fmt(row[n])}" for n in group_names) or "all members"
-        gone = f"; {row['diverged']} diverged, left out" if row["diverged"] else ""
-        print(f"final return {label}: {row['mean']:.1f} ± {row['std']:.1f} over {row['n']} seeds{gone}")
-    for row in summary["diverged"]:
-        print(f"diverged: member {row['member']} (seed {row['seed']}) at iteration {row['diverged_at']}")
+    summary = run_outputs.summarize(config, result, size, group_names)
+    run_outputs.print_summary(summary, group_names)
     if claim is None:
         return 0
     run_dir = claim.write_dir
-    _write_outputs(str(run_dir), config, result, summary)
+    run_outputs.write_outputs(str(run_dir), config, result, summary)
     shutil.rmtree(run_dir / durable.RESUME_DIR, ignore_errors=True)
     rundir.write_status(
         run_dir, "complete", iteration=config.train.num_iterations, checkpoint_iteration=config.train.num_iterations
@@ -482,34 +396,6 @@ def _finish(config: ExperimentConfig, result, claim, size: int, group_names: lis
     claim.complete()
     print(f"wrote {claim.out}/ (config.yaml, status.json, metrics.csv, learning_curve.png, checkpoint/, summary.json)")
     return 0
-
-
-def _group_names(config: ExperimentConfig) -> list[str]:
-    """Member-table columns that tell configurations apart (static fields, then hyperparameters)."""
-    return [n for n, _ in config.sweep.static] + config.sweep.swept_hparams
-
-
-def _group_summary(members, group_names, finals, diverged: dict[int, int]) -> list[dict[str, Any]]:
-    """Final return per configuration over its members that did not diverge (those are counted apart)."""
-    groups: dict[tuple, list[tuple[int, float]]] = {}
-    for m, f in zip(members, finals):
-        groups.setdefault(tuple(m[n] for n in group_names), []).append((m["member"], float(f)))
-    rows = []
-    for values, pairs in groups.items():
-        kept = np.asarray([f for member, f in pairs if member not in diverged], dtype=float)
-        mean = float(np.nanmean(kept)) if np.any(np.isfinite(kept)) else float("nan")
-        std = float(np.nanstd(kept)) if np.any(np.isfinite(kept)) else float("nan")
-        rows.append(
-            {
-                **dict(zip(group_names, values)),
-                "mean": mean,
-                "std": std,
-                "n": int(np.isfinite(kept).sum()),
-                "diverged": len(pairs) - len(kept),
-                "per_seed": [round(f, 2) for _, f in pairs],
-            }
-        )
-    return rows
 
 
 def main(argv: Sequence[str] | None = None) -> int:
