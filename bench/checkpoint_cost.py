@@ -31,8 +31,7 @@ import time
 import jax
 
 from bench.common import write_json
-from rpo_jax import cache, durable
-from rpo_jax import config as cfgmod
+from rpo_jax import cache, config_io, durable
 
 
 @contextlib.contextmanager
@@ -77,11 +76,11 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     cache.enable(args.cache_dir)
 
-    data = cfgmod.load_yaml(args.config)
+    data = config_io.load_yaml(args.config)
     data.pop("reduced", None)
-    cfgmod.set_value(data, "train.total_timesteps", int(args.total_timesteps))
+    config_io.set_value(data, "train.total_timesteps", int(args.total_timesteps))
     if args.chunk:
-        cfgmod.set_value(data, "sweep.chunk_iterations", args.chunk)
+        config_io.set_value(data, "sweep.chunk_iterations", args.chunk)
     if args.tiny:
         for key, value in {
             "train.num_envs": 2,
@@ -91,8 +90,8 @@ def main(argv=None) -> int:
             "train.total_timesteps": 1024,
             "sweep.seeds": 2,
         }.items():
-            cfgmod.set_value(data, key, value)
-    config = cfgmod.config_from_dict(data)
+            config_io.set_value(data, key, value)
+    config = config_io.config_from_dict(data)
     every_chunk = durable.CheckpointPolicy(every_chunks=1, every_minutes=0)
     at_end = durable.CheckpointPolicy(every_chunks=0, every_minutes=0)
     default_period_s = 60.0 * durable.CheckpointPolicy().every_minutes

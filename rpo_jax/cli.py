@@ -24,8 +24,7 @@ from typing import Any, Sequence
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
-from rpo_jax import config as cfgmod
-from rpo_jax import errors, results, run_outputs, rundir
+from rpo_jax import config_io, errors, results, run_outputs, rundir
 from rpo_jax.config import ConfigError, ExperimentConfig
 
 EXIT_BAD_INPUT = 2
@@ -134,21 +133,21 @@ def _subcommands() -> dict[str, tuple[Any, str]]:
 
 def resolve_config(args: argparse.Namespace) -> ExperimentConfig:
     """Config file + overrides -> a validated ExperimentConfig (raises ConfigError)."""
-    data = cfgmod.load_yaml(args.config)
+    data = config_io.load_yaml(args.config)
     reduced = data.pop("reduced", None)
-    cfgmod.expand_preset(data)
+    config_io.expand_preset(data)
     if args.reduced:
         if not isinstance(reduced, dict) or not reduced:
             raise ConfigError(f"--reduced: {args.config} has no 'reduced' section of section.key: value overrides")
         for key, value in reduced.items():
-            cfgmod.set_value(data, key, value)
+            config_io.set_value(data, key, value)
     for section in ("train", "hparams", "sweep"):
         if data.get(section) is None:
             data[section] = {}
         elif not isinstance(data[section], dict):
             raise ConfigError(f"config section '{section}' must be a mapping, got {type(data[section]).__name__}")
     for assignment in args.overrides:
-        cfgmod.apply_override(data, assignment)
+        config_io.apply_override(data, assignment)
     if args.env is not None:
         data["train"]["env"] = args.env
     if args.total_timesteps is not None:
@@ -162,7 +161,7 @@ def resolve_config(args: argparse.Namespace) -> ExperimentConfig:
             data["sweep"]["seeds"] = _parse_seeds(args.seeds)
         if args.grid:
             grid = dict(data["sweep"].get("grid") or {})
-            grid.update(cfgmod.parse_grid(args.grid))
+            grid.update(config_io.parse_grid(args.grid))
             data["sweep"]["grid"] = grid
     else:  # one member: the hparams section as given; the sweep's grid, variants and static points are not used
         for key in ("grid", "variants", "static"):
@@ -172,7 +171,7 @@ def resolve_config(args: argparse.Namespace) -> ExperimentConfig:
         else:
             seeds = data["sweep"].get("seeds", [0])
             data["sweep"]["seeds"] = [seeds[0] if isinstance(seeds, list) and seeds else 0]
-    config = cfgmod.config_from_dict(data)
+    config = config_io.config_from_dict(data)
     from rpo_jax import envs  # cheap name check, no env construction
 
     try:
@@ -225,9 +224,9 @@ def show_config(args: argparse.Namespace) -> int:
     """``config``: the option table, or ``CONFIG`` resolved (preset, reduced, overrides) and checked, as YAML."""
     if args.config is None:
         if args.markdown:
-            print(cfgmod.fields_markdown())
+            print(config_io.fields_markdown())
         else:
-            for row in cfgmod.describe_fields():
+            for row in config_io.describe_fields():
                 allowed = f" [{row['allowed']}]" if row["allowed"] else ""
                 print(f"{row['section']}.{row['name']} = {row['default']}{allowed}\n    {row['doc']}")
         return 0
@@ -265,7 +264,7 @@ def resume_run(args: argparse.Namespace) -> int:
             claim.complete()
             print(f"rpo-jax resume: the complete --overwrite run now replaces {args.run_dir}")
             return 0
-        config = cfgmod.config_from_dict(cfgmod.load_yaml(str(claim.write_dir / "config.yaml")))
+        config = config_io.config_from_dict(config_io.load_yaml(str(claim.write_dir / "config.yaml")))
         ran_on = status.get("devices")
         devices = _select_devices(args.devices, args.distributed)
         if args.devices is None and isinstance(ran_on, int):

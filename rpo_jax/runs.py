@@ -13,6 +13,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from rpo_jax import config_io
 from rpo_jax.errors import InputError
 from rpo_jax.results import check_run_dir
 from rpo_jax.results import one_line as _one_line
@@ -51,7 +52,7 @@ def check_run(run_dir) -> tuple[pathlib.Path, Any]:
     config_path = p / "config.yaml"
     try:
         data = yaml.safe_load(config_path.read_text(encoding="utf-8"))
-        config = cfgmod.config_from_dict(data)
+        config = config_io.config_from_dict(data)
     except (OSError, UnicodeDecodeError, yaml.YAMLError, cfgmod.ConfigError) as e:
         raise RunError(f"cannot read {config_path}: {_one_line(e)}") from e
     return p, config

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from rpo_jax import cli, population, results, train
+from rpo_jax import cli, config_io, population, results, train
 from rpo_jax import config as cfgmod
 
 TINY_YAML = """
@@ -110,7 +110,7 @@ def test_tiny_sweep_writes_config_table_curve_and_checkpoint(tmp_path, capsys, t
 
     resolved = yaml.safe_load((out / "config.yaml").read_text())
     assert resolved["sweep"]["grid"] == {"alpha": [0.0, 0.5]} and resolved["sweep"]["seeds"] == [0, 3]
-    config = cfgmod.config_from_dict(resolved)  # the resolved config loads back
+    config = config_io.config_from_dict(resolved)  # the resolved config loads back
     assert config.train.num_envs == 2
 
     table = pd.read_csv(out / "metrics.csv")
@@ -142,7 +142,7 @@ def test_train_command_runs_one_member(tmp_path, capsys, tiny_config):
 
 
 def test_variants_and_static_points_make_the_member_table():
-    config = cfgmod.config_from_dict(
+    config = config_io.config_from_dict(
         {
             "hparams": {"alpha": 0.5, "ent_coef": 0.0},
             "sweep": {
@@ -174,7 +174,7 @@ def test_variants_and_static_points_make_the_member_table():
 )
 def test_bad_sweep_sections(sweep, message):
     with pytest.raises(cfgmod.ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
-        cfgmod.config_from_dict({"sweep": sweep})
+        config_io.config_from_dict({"sweep": sweep})
 
 
 def test_reduced_flag_applies_the_reduced_section(tmp_path, no_compile, capsys):

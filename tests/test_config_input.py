@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from rpo_jax import config as cfgmod
+from rpo_jax import config_io
 from rpo_jax.config import ConfigError
 
 
@@ -20,14 +21,14 @@ def build(tmp_path, text: str = "", overrides=(), grid=()) -> cfgmod.ExperimentC
     """What ``rpo-jax sweep CONFIG --set ... --grid ...`` does with a config file's text."""
     path = tmp_path / "config.yaml"
     path.write_text(text, encoding="utf-8")
-    data = cfgmod.load_yaml(str(path))
+    data = config_io.load_yaml(str(path))
     for section in ("train", "hparams", "sweep"):
         data[section] = data.get(section) or {}
     for assignment in overrides:
-        cfgmod.apply_override(data, assignment)
+        config_io.apply_override(data, assignment)
     if grid:
-        data["sweep"]["grid"] = {**(data["sweep"].get("grid") or {}), **cfgmod.parse_grid(list(grid))}
-    return cfgmod.config_from_dict(data)
+        data["sweep"]["grid"] = {**(data["sweep"].get("grid") or {}), **config_io.parse_grid(list(grid))}
+    return config_io.config_from_dict(data)
 
 
 def raises_one_line(fragment: str, fn, *args, **kwargs) -> str:
@@ -72,16 +73,16 @@ def raises_one_line(fragment: str, fn, *args, **kwargs) -> str:
     ],
 )
 def test_parse_value(text, expected):
-    value = cfgmod.parse_value(text)
+    value = config_io.parse_value(text)
     assert value == expected
     assert type(value) is type(expected)
 
 
 def test_global_safe_loader_is_untouched():
-    cfgmod.parse_value("3e-4")
+    config_io.parse_value("3e-4")
     assert yaml.safe_load("3e-4") == "3e-4"
     assert "tag:yaml.org,2002:float" not in [tag for tag, _ in yaml.SafeLoader.yaml_implicit_resolvers.get("e", [])]
-    assert yaml.SafeLoader.yaml_implicit_resolvers is not cfgmod._Loader.yaml_implicit_resolvers
+    assert yaml.SafeLoader.yaml_implicit_resolvers is not config_io._Loader.yaml_implicit_resolvers
 
 
 def test_exponent_floats_in_a_config_file(tmp_path):
@@ -108,11 +109,11 @@ def test_exponent_floats_from_set_and_grid(tmp_path):
     assert config.train.total_timesteps == 1_000_000 and type(config.train.total_timesteps) is int
     assert config.train.num_steps == 20_000 and type(config.train.num_steps) is int
     assert dict(config.sweep.grid) == {"ent_coef": (0.0, 1e-3, 1e-2), "alpha": (0.5,)}
-    assert cfgmod.parse_grid(["learning_rate=1e-4,3e-4"]) == {"learning_rate": [1e-4, 3e-4]}
+    assert config_io.parse_grid(["learning_rate=1e-4,3e-4"]) == {"learning_rate": [1e-4, 3e-4]}
 
 
 def test_int_and_float_field_lists():
-    assert set(cfgmod._TRAIN_INT_FIELDS) == {
+    assert set(config_io._TRAIN_INT_FIELDS) == {
         "num_envs",
         "num_steps",
         "num_minibatches",
@@ -123,7 +124,7 @@ def test_int_and_float_field_lists():
         "trpo_cg_iters",
         "trpo_backtrack_iters",
     }
-    assert set(cfgmod._TRAIN_FLOAT_FIELDS) == {
+    assert set(config_io._TRAIN_FLOAT_FIELDS) == {
         "obs_clip",
         "reward_clip",
         "adam_eps",
@@ -201,12 +202,12 @@ def test_bad_numbers_from_set(tmp_path, assignment, fragment):
 def test_non_utf8_config_file(tmp_path):
     path = tmp_path / "latin1.yaml"
     path.write_bytes(b"train:\n  env: \xff\xfe\n")
-    message = raises_one_line(f"cannot read config file {path}: not UTF-8 text (", cfgmod.load_yaml, str(path))
+    message = raises_one_line(f"cannot read config file {path}: not UTF-8 text (", config_io.load_yaml, str(path))
     assert message.endswith("not UTF-8 text (byte 0xff at line 2, column 8)")
 
 
 def test_config_path_is_a_directory(tmp_path):
-    raises_one_line(f"cannot read config file {tmp_path}: it is a directory", cfgmod.load_yaml, str(tmp_path))
+    raises_one_line(f"cannot read config file {tmp_path}: it is a directory", config_io.load_yaml, str(tmp_path))
 
 
 @pytest.mark.parametrize(
@@ -222,7 +223,7 @@ def test_config_path_is_a_directory(tmp_path):
 def test_yaml_pyyaml_cannot_construct(tmp_path, text, fragment):
     path = tmp_path / "bad.yaml"
     path.write_text(text, encoding="utf-8")
-    message = raises_one_line(f"malformed YAML in {path}", cfgmod.load_yaml, str(path))
+    message = raises_one_line(f"malformed YAML in {path}", config_io.load_yaml, str(path))
     assert fragment in message
 
 
@@ -231,7 +232,7 @@ def test_yaml_pyyaml_cannot_construct(tmp_path, text, fragment):
 # --------------------------------------------------------------------------- #
 
 
-@pytest.mark.parametrize("name", sorted(cfgmod._TRAIN_FLOAT_FIELDS))
+@pytest.mark.parametrize("name", sorted(config_io._TRAIN_FLOAT_FIELDS))
 @pytest.mark.parametrize(("text", "shown"), [(".inf", "inf"), ("-.inf", "-inf"), (".nan", "nan")])
 def test_non_finite_train_floats(tmp_path, name, text, shown):
     fragment = f"train.{name} must be a finite number, got {shown}"
@@ -351,7 +352,7 @@ def test_rpo_paper_configs_resolve_to_cleanrl_semantics(name, reduced):
     from rpo_jax import cli
 
     path = f"configs/paper/{name}.yaml"
-    if reduced and "reduced" not in cfgmod.load_yaml(path):
+    if reduced and "reduced" not in config_io.load_yaml(path):
         pytest.skip(f"{name} has no reduced form")
     config = cli.resolve_config(cli._build_parser().parse_args(["sweep", path] + ["--reduced"] * reduced))
     assert config.train.bootstrap_on_truncation is False
@@ -394,8 +395,8 @@ def test_the_readme_option_table_is_generated_from_the_field_metadata():
 
     readme = (pathlib.Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
     table = readme.split("<!-- options -->\n")[1].split("\n<!-- end options -->")[0]
-    assert table == cfgmod.fields_markdown(), "regenerate the README table with: rpo-jax config --markdown"
-    documented = {r["name"] for r in cfgmod.describe_fields() if r["doc"]}
+    assert table == config_io.fields_markdown(), "regenerate the README table with: rpo-jax config --markdown"
+    documented = {r["name"] for r in config_io.describe_fields() if r["doc"]}
     assert documented == set(cfgmod.HPARAM_NAMES) | {f.name for f in dataclasses.fields(cfgmod.TrainConfig)}
 
 

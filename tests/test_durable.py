@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from rpo_jax import cli, results, rundir
+from rpo_jax import cli, config_io, results, rundir
 
 PENDULUM = """
 train:
@@ -286,12 +286,11 @@ class _StopAt:
 
 @pytest.mark.parametrize("point", [0, 1])
 def test_a_static_sweep_stopped_in_either_point_resumes_exactly(tmp_path, point):
-    from rpo_jax import config as cfgmod
     from rpo_jax import durable
 
     path = tmp_path / "c.yaml"
     path.write_text(PENDULUM.format(total=2048, chunk=4) + "  static:\n    action_dist: [gaussian, laplace]\n")
-    config = cfgmod.config_from_dict(cfgmod.load_yaml(str(path)))
+    config = config_io.config_from_dict(config_io.load_yaml(str(path)))
     reference = durable.run_durable(config, tmp_path / "reference")
     stop = _StopAt(point, 8)
     with pytest.raises(durable.Stopped) as stopped:
