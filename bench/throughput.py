@@ -528,7 +528,7 @@ def bench_quickstart_compile(path: Path, log: CompileLog, single_device: bool) -
     """Cold compile of ``run_population`` on the quickstart config (cache disabled)."""
     import yaml
 
-    from rpo_jax.config import config_from_dict
+    from rpo_jax.config_io import config_from_dict
     from rpo_jax.population import run_population
 
     with open(path, encoding="utf-8") as f:
