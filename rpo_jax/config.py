@@ -171,6 +171,12 @@ def _backends() -> tuple[str, ...]:
     return tuple(_BRAX_BACKENDS)
 
 
+def field_choices(f: dataclasses.Field) -> tuple[str, ...] | None:
+    """A TrainConfig field's allowed values from its metadata (read from their module when callable), or None."""
+    choices = f.metadata["choices"]
+    return choices() if callable(choices) else choices
+
+
 def _check_field(f: dataclasses.Field, value: Any) -> None:
     """One TrainConfig value against its annotation and metadata (check, choices)."""
     name, kind, meta = f"train.{f.name}", f.type, f.metadata
@@ -195,7 +201,7 @@ def _check_field(f: dataclasses.Field, value: Any) -> None:
         if not value or any(not _is_int(v) or v <= 0 for v in value):
             raise ConfigError(f"{name} must be a non-empty list of positive integers, got {list(value)!r}")
     elif kind.startswith("str"):
-        choices = meta["choices"]() if callable(meta["choices"]) else meta["choices"]
+        choices = field_choices(f)
         if not isinstance(value, str) or (choices is not None and value not in choices):
             listed = f"null or one of {', '.join(choices)}" if optional else f"one of {', '.join(choices)}"
             allowed = listed if choices is not None else f"a string{or_null}"

@@ -26,6 +26,7 @@ from rpo_jax.config import (
     _as_int,
     _is_finite,
     _is_int,
+    field_choices,
     validate_hparam,
 )
 
@@ -37,8 +38,7 @@ def describe_fields() -> list[dict[str, str]]:
     """
     rows = []
     for f in dataclasses.fields(TrainConfig):
-        choices = f.metadata["choices"]
-        choices = choices() if callable(choices) else choices
+        choices = field_choices(f)
         check = f.metadata["check"]
         kind = "integer" if f.type.startswith("int") else "number"
         if choices:

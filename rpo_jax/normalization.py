@@ -140,6 +140,11 @@ def init(obs_size: int, num_envs: int, per_env: bool = False) -> NormalizerState
     return NormalizerState(obs=obs, ret=ret, discounted_return=jnp.zeros((num_envs,), jnp.float32), per_env=per_env)
 
 
+def _each_env(per_env: bool, fn):
+    """``fn`` over the leading ``[num_envs]`` axis of per-env statistics, or ``fn`` itself for pooled ones."""
+    return jax.vmap(fn) if per_env else fn
+
+
 def _update(stats: Moments, values: jax.Array, weights: jax.Array | None, per_env: bool) -> Moments:
     """Adds one value per env (``values`` ``[num_envs, ...]``) to pooled or per-env statistics."""
     if weights is None:
@@ -156,9 +161,7 @@ def update_observations(state: NormalizerState, obs: jax.Array, weights: jax.Arr
 
 def normalize_observations(state: NormalizerState, obs: jax.Array, clip: float) -> jax.Array:
     """The agent's view of one observation per env ``[num_envs, obs_size]``, with each env's statistics."""
-    if not state.per_env:
-        return state.obs.current.normalize(obs, clip)
-    return jax.vmap(lambda s, o: s.current.normalize(o, clip))(state.obs, obs)
+    return _each_env(state.per_env, lambda s, o: s.current.normalize(o, clip))(state.obs, obs)
 
 
 def evaluation_stats(state: NormalizerState) -> RunningMeanStd:
@@ -173,7 +176,7 @@ def normalize_for_evaluation(state: NormalizerState, obs: jax.Array, clip: float
 
 def fold(state: NormalizerState) -> NormalizerState:
     """Folds the recent samples into the settled statistics (once per iteration; values unchanged)."""
-    fold_one = (lambda m: jax.vmap(Moments.fold)(m)) if state.per_env else Moments.fold
+    fold_one = _each_env(state.per_env, Moments.fold)
     return state.replace(obs=fold_one(state.obs), ret=fold_one(state.ret))
 
 
@@ -196,6 +199,6 @@ def scale_rewards(
     """
     discounted = state.discounted_return * gamma * (1.0 - terminated.astype(jnp.float32)) + rewards
     ret = _update(state.ret, discounted, None, state.per_env)
-    std = jax.vmap(lambda m: m.current.std)(ret) if state.per_env else ret.current.std
+    std = _each_env(state.per_env, lambda m: m.current.std)(ret)
     scaled = jnp.clip(rewards / std, -clip, clip)
     return state.replace(ret=ret, discounted_return=discounted), scaled
