@@ -166,9 +166,9 @@ class TrainConfig:
 
 
 def _backends() -> tuple[str, ...]:
-    from rpo_jax.envs import _BRAX_BACKENDS  # cheap: no environment is built
+    from rpo_jax.envs import brax  # cheap: no environment is built
 
-    return tuple(_BRAX_BACKENDS)
+    return brax.BACKENDS
 
 
 def field_choices(f: dataclasses.Field) -> tuple[str, ...] | None:

@@ -261,9 +261,9 @@ def test_non_finite_in_yaml(tmp_path, text, fragment):
 
 
 def test_backend_list_matches_envs():
-    from rpo_jax.envs import _BRAX_BACKENDS
+    from rpo_jax.envs.brax import BACKENDS
 
-    assert set(_BRAX_BACKENDS) == {"generalized", "positional", "spring", "mjx"}
+    assert set(BACKENDS) == {"generalized", "positional", "spring", "mjx"}
 
 
 @pytest.mark.parametrize("backend", ["generalized", "positional", "spring", "mjx"])

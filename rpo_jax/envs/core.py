@@ -1,21 +1,9 @@
-"""One small interface over Brax, MuJoCo Playground (DM Control Suite) and gymnax.
+"""The environment interface every family adapts to: one env, pure ``reset``/``step``.
 
-Environments are selected by a ``family/name`` string:
-
-* ``brax/<name>``   -- every environment registered in ``brax.envs`` except the
-  test fixture ``fast`` (ant, halfcheetah, hopper, humanoid, ...). Built with
-  ``brax.envs.get_environment(name, backend=backend)``; ``backend=None`` keeps the
-  environment's own default, which in Brax 0.14 is ``"generalized"`` for every
-  environment (and the only backend ``swimmer`` supports).
-* ``dmc/<Name>``    -- the 25 DM Control Suite tasks of MuJoCo Playground
-  (CartpoleSwingup, CheetahRun, ...), always loaded with ``impl="jax"``: the
-  Playground default ``"warp"`` is several times slower on CPU.
-* ``gymnax/<Name>`` -- the gymnax environments with a continuous (Box) action
-  space. Discrete-action gymnax environments are rejected.
-
-:func:`make_env` returns an :class:`Environment` whose ``reset`` and ``step`` act on
-ONE environment (unbatched); both are pure and can be ``jax.jit``-ed and
-``jax.vmap``-ed.
+An :class:`Environment` acts on ONE environment (unbatched); ``reset`` and ``step``
+are pure and can be ``jax.jit``-ed and ``jax.vmap``-ed. The families that build one
+(Brax, Playground's DM Control Suite, gymnax) are the sibling modules of this one;
+:mod:`rpo_jax.envs` chooses between them by the ``family/name`` string.
 
 Termination versus truncation
 -----------------------------
@@ -72,7 +60,6 @@ DM Control Suite tasks) and the gymnax ``action_space(params)`` Box bounds.
 
 from __future__ import annotations
 
-import difflib
 from typing import Any, Callable
 
 import flax
@@ -80,35 +67,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = [
-    "EnvState",
-    "StepResult",
-    "Environment",
-    "available_envs",
-    "check_env_name",
-    "make_env",
-]
-
-FAMILIES = ("brax", "dmc", "gymnax")
-
-# Brax's registry also holds `fast`, a unit-test fixture with Python-side counters
-# and no physics; it is not a benchmark task.
-_BRAX_EXCLUDED = frozenset({"fast"})
-_BRAX_BACKENDS = ("generalized", "spring", "positional", "mjx")
-# Episode length used for Brax environments, which have no time limit of their own
-# (1000 is the convention of Brax's training scripts).
-_BRAX_EPISODE_LENGTH = 1000
-
-# gymnax environments with a Box action space (gymnax 1.0.1). Kept as a constant so
-# that name checks need no environment construction; tests/test_envs.py checks it
-# against the real action spaces.
-_GYMNAX_CONTINUOUS = (
-    "Pendulum-v1",
-    "MountainCarContinuous-v0",
-    "PointRobot-misc",
-    "Reacher-misc",
-    "Swimmer-misc",
-)
+__all__ = ["EnvState", "StepResult", "Environment", "state_step_fns", "observation_size"]
 
 
 @flax.struct.dataclass
@@ -162,7 +121,7 @@ StepFn = Callable[[Any, jax.Array, jax.Array], tuple[Any, Any, Any, Any]]
 class Environment:
     """A single-environment adapter with a uniform, jittable ``reset``/``step``.
 
-    Built by :func:`make_env`. Instances are static configuration, not pytrees:
+    Built by :func:`rpo_jax.envs.make_env`. Instances are static configuration, not pytrees:
     close over them or pass them as static arguments to ``jax.jit`` (they hash and
     compare by identity).
 
@@ -304,96 +263,10 @@ def _select_like(pred: jax.Array, on_true: Any, on_false: Any, like: Any) -> Any
     return jax.tree.map(select, on_true, on_false, like)
 
 
-# --------------------------------------------------------------------------- names
+# --------------------------------------------------------------------------- helpers for families
 
 
-def _brax_names() -> list[str]:
-    import brax.envs
-
-    return sorted(n for n in brax.envs._envs if n not in _BRAX_EXCLUDED)
-
-
-def _dmc_names() -> list[str]:
-    from mujoco_playground._src import dm_control_suite
-
-    return list(dm_control_suite.ALL_ENVS)
-
-
-def _gymnax_names() -> list[str]:
-    import gymnax
-
-    return [n for n in _GYMNAX_CONTINUOUS if n in gymnax.registered_envs]
-
-
-_FAMILY_NAMES = {"brax": _brax_names, "dmc": _dmc_names, "gymnax": _gymnax_names}
-
-
-def available_envs() -> list[str]:
-    """All supported ``family/name`` strings. Cheap: imports, no construction."""
-    return [f"{fam}/{n}" for fam in FAMILIES for n in _FAMILY_NAMES[fam]()]
-
-
-def check_env_name(name: str) -> None:
-    """Raise ``ValueError`` (one-line message) unless ``name`` is supported.
-
-    Cheap: no environment is constructed and nothing is compiled, so it can
-    validate command-line input before any expensive work.
-    """
-    if not isinstance(name, str) or "/" not in name:
-        raise ValueError(f"unknown environment family {name!r}; use brax/, dmc/ or gymnax/ (e.g. gymnax/Pendulum-v1)")
-    family, _, short = name.partition("/")
-    if family not in _FAMILY_NAMES:
-        raise ValueError(f"unknown environment family {name!r}; use brax/, dmc/ or gymnax/")
-    names = _FAMILY_NAMES[family]()
-    if short in names:
-        return
-    if family == "gymnax":
-        import gymnax
-
-        if short in gymnax.registered_envs:
-            raise ValueError(
-                f"{name} has a discrete action space; rpo_jax needs continuous actions "
-                f"(gymnax choices: {', '.join('gymnax/' + n for n in names)})"
-            )
-    close = difflib.get_close_matches(short, names, n=1)
-    hint = f"did you mean {family}/{close[0]}? " if close else ""
-    raise ValueError(f"unknown environment {name!r}; {hint}choose one of " + ", ".join(f"{family}/{n}" for n in names))
-
-
-# --------------------------------------------------------------------------- make
-
-
-def make_env(name: str, *, episode_length: int | None = None, backend: str | None = None) -> Environment:
-    """Build the :class:`Environment` for ``name`` (see :func:`available_envs`).
-
-    Args:
-      name: ``brax/<name>``, ``dmc/<Name>`` or ``gymnax/<Name>``.
-      episode_length: time limit in steps; ``None`` keeps the default (1000 for
-        Brax, the task config's ``episode_length`` for DM Control, the gymnax
-        ``params.max_steps_in_episode``).
-      backend: Brax physics backend (``generalized``, ``spring``, ``positional``,
-        ``mjx``); ``None`` keeps the environment's default (``generalized``). Only
-        valid for ``brax/`` names.
-
-    Raises:
-      ValueError: unknown or unsupported name, bad backend or episode length.
-    """
-    check_env_name(name)
-    if episode_length is not None and (
-        isinstance(episode_length, bool) or int(episode_length) != episode_length or episode_length < 1
-    ):
-        raise ValueError(f"episode_length must be a positive integer, got {episode_length!r}")
-    family, _, short = name.partition("/")
-    if backend is not None and family != "brax":
-        raise ValueError(f"backend={backend!r} only applies to brax/ environments, not {name}")
-    if family == "brax":
-        return _make_brax(name, short, episode_length, backend)
-    if family == "dmc":
-        return _make_dmc(name, short, episode_length)
-    return _make_gymnax(name, short, episode_length)
-
-
-def _state_step_fns(env: Any) -> tuple[ResetFn, StepFn]:
+def state_step_fns(env: Any) -> tuple[ResetFn, StepFn]:
     """Adapters for Brax / Playground style envs: reset(rng)->State, step(State, a)."""
 
     def reset_fn(key):
@@ -408,101 +281,9 @@ def _state_step_fns(env: Any) -> tuple[ResetFn, StepFn]:
     return reset_fn, step_fn
 
 
-def _observation_size(name: str, reset_fn: ResetFn) -> int:
+def observation_size(name: str, reset_fn: ResetFn) -> int:
     """Observation length from an abstract (traced, not run) reset."""
     abstract_obs = jax.eval_shape(lambda k: reset_fn(k)[1], jax.random.PRNGKey(0))
     if not isinstance(abstract_obs, jax.ShapeDtypeStruct):
         raise ValueError(f"{name} returns a structured (dict) observation; rpo_jax needs a flat array")
     return int(np.prod(abstract_obs.shape))
-
-
-def _make_brax(name, short, episode_length, backend) -> Environment:
-    import brax.envs
-
-    if backend is not None and backend not in _BRAX_BACKENDS:
-        raise ValueError(f"unknown brax backend {backend!r}; choose one of {', '.join(_BRAX_BACKENDS)}")
-    kwargs = {} if backend is None else {"backend": backend}
-    try:
-        env = brax.envs.get_environment(short, **kwargs)
-    except ValueError as e:  # e.g. swimmer only supports the generalized backend
-        raise ValueError(f"{name} cannot use backend={backend!r}: {e}") from None
-    reset_fn, step_fn = _state_step_fns(env)
-    size = env.action_size
-    return Environment(
-        name=name,
-        observation_size=_observation_size(name, reset_fn),
-        action_size=size,
-        action_low=-np.ones(size, np.float32),
-        action_high=np.ones(size, np.float32),
-        episode_length=episode_length or _BRAX_EPISODE_LENGTH,
-        reset_fn=reset_fn,
-        step_fn=step_fn,
-        raw_env=env,
-    )
-
-
-def _make_dmc(name, short, episode_length) -> Environment:
-    from mujoco_playground import registry
-
-    env = registry.load(short, config_overrides={"impl": "jax"})
-    reset_fn, step_fn = _state_step_fns(env)
-    size = env.action_size
-    # The task's own config (some tasks edit it in __init__, e.g. vision cartpole).
-    default_length = int(env._config.episode_length)
-    # Playground DM Control tasks write the action straight into `data.ctrl`.
-    model = env.mj_model
-    ctrl = np.asarray(model.actuator_ctrlrange, np.float32).reshape(-1, 2)
-    limited = np.asarray(model.actuator_ctrllimited, bool).reshape(-1)
-    if ctrl.shape[0] == size:
-        low = np.where(limited, ctrl[:, 0], -1.0).astype(np.float32)
-        high = np.where(limited, ctrl[:, 1], 1.0).astype(np.float32)
-    else:
-        low, high = -np.ones(size, np.float32), np.ones(size, np.float32)
-    return Environment(
-        name=name,
-        observation_size=_observation_size(name, reset_fn),
-        action_size=size,
-        action_low=low,
-        action_high=high,
-        episode_length=episode_length or default_length,
-        reset_fn=reset_fn,
-        step_fn=step_fn,
-        raw_env=env,
-    )
-
-
-def _make_gymnax(name, short, episode_length) -> Environment:
-    import gymnax
-    from gymnax.environments import spaces
-
-    env, params = gymnax.make(short)
-    space = env.action_space(params)
-    if not isinstance(space, spaces.Box):  # guarded by check_env_name; be safe
-        raise ValueError(f"{name} has a discrete action space; rpo_jax needs continuous actions")
-    length = int(episode_length or params.max_steps_in_episode)
-    # Keep the env's own notion of the horizon (some observe normalised time) in
-    # sync with ours; its time limit itself is never used (no is_truncated call).
-    params = params.replace(max_steps_in_episode=length)
-    size = int(np.prod(space.shape))
-    low = np.broadcast_to(np.asarray(space.low, np.float32), (size,))
-    high = np.broadcast_to(np.asarray(space.high, np.float32), (size,))
-
-    def reset_fn(key):
-        obs, s = env.reset_env(key, params)
-        return s, obs
-
-    def step_fn(inner, action, key):
-        obs, s, reward, terminated, _ = env.step_env(key, inner, action, params)
-        return s, obs, reward, terminated
-
-    return Environment(
-        name=name,
-        observation_size=_observation_size(name, reset_fn),
-        action_size=size,
-        action_low=low,
-        action_high=high,
-        episode_length=length,
-        reset_fn=reset_fn,
-        step_fn=step_fn,
-        raw_env=env,
-    )

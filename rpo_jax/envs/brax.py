@@ -1,0 +1,55 @@
+"""The ``brax/<name>`` family: every environment registered in ``brax.envs``.
+
+Built with ``brax.envs.get_environment(name, backend=backend)``; ``backend=None``
+keeps the environment's own default, which in Brax 0.14 is ``"generalized"`` for
+every environment (and the only backend ``swimmer`` supports). Actions are in
+``[-1, 1]``, the convention of every Brax environment (which rescales or clips to
+its actuators internally). Brax environments have no time limit of their own; the
+default ``episode_length`` is 1000, the convention of Brax's training scripts.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from rpo_jax.envs.core import Environment, observation_size, state_step_fns
+
+DESCRIPTION = "Brax (generalized backend by default), actions in [-1, 1], 1000 steps"
+BACKENDS = ("generalized", "spring", "positional", "mjx")
+EPISODE_LENGTH = 1000
+# Brax's registry also holds `fast`, a unit-test fixture with Python-side counters
+# and no physics; it is not a benchmark task.
+_EXCLUDED = frozenset({"fast"})
+
+
+def names() -> list[str]:
+    import brax.envs
+
+    return sorted(n for n in brax.envs._envs if n not in _EXCLUDED)
+
+
+def unsupported(short: str) -> str | None:
+    return None
+
+
+def make(name: str, short: str, episode_length: int | None, backend: str | None) -> Environment:
+    import brax.envs
+
+    kwargs = {} if backend is None else {"backend": backend}
+    try:
+        env = brax.envs.get_environment(short, **kwargs)
+    except ValueError as e:  # e.g. swimmer only supports the generalized backend
+        raise ValueError(f"{name} cannot use backend={backend!r}: {e}") from None
+    reset_fn, step_fn = state_step_fns(env)
+    size = env.action_size
+    return Environment(
+        name=name,
+        observation_size=observation_size(name, reset_fn),
+        action_size=size,
+        action_low=-np.ones(size, np.float32),
+        action_high=np.ones(size, np.float32),
+        episode_length=episode_length or EPISODE_LENGTH,
+        reset_fn=reset_fn,
+        step_fn=step_fn,
+        raw_env=env,
+    )
