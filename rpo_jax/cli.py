@@ -123,9 +123,10 @@ def _build_parser() -> argparse.ArgumentParser:
 
 def _subcommands() -> dict[str, tuple[Any, str]]:
     """Subcommands that live in their own modules: name -> (module with add_arguments / run, help)."""
-    from rpo_jax import report, robustness
+    from rpo_jax import evaluate, report, robustness
 
     return {
+        "evaluate": (evaluate, "every member's return on fresh episodes (deterministic by default), as a table"),
         "report": (report, "figures and tables from finished sweep directories (rpo-jax report RUN_DIR ... --out DIR)"),
         "robustness": (robustness, "returns of a finished sweep's members under observation perturbations"),
     }

@@ -127,6 +127,13 @@ class TrainConfig:
         "(about 3x cheaper)",
         choices=lambda: SMOOTHNESS_PGD,
     )
+    eval_every: int = _field(
+        0,
+        "evaluate the deterministic policy on fresh episodes after every N-th chunk and the last "
+        "(eval_return, eval_length columns); 0 = off",
+        check=NON_NEGATIVE,
+    )
+    eval_episodes: int = _field(10, "episodes per evaluation (run in parallel)", check=POSITIVE)
 
     @property
     def batch_size(self) -> int:

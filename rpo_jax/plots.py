@@ -72,10 +72,13 @@ def curves(
     title: str | None = None,
     member_col: str = "member",
     over: str = "seeds",
+    also: str | None = None,
 ) -> None:
     """Mean ± std of ``y`` vs ``x`` per combination of ``group_by`` (one curve for all if empty), as a PNG.
 
-    Distinct colours for up to 20 variants; the legend moves outside the axes when there are many.
+    ``also``: a second, sparse column (e.g. ``eval_return``) drawn dashed with markers in the same
+    colour where it is not NaN. Distinct colours for up to 20 variants; the legend moves outside the
+    axes when there are many.
     """
     from matplotlib.figure import Figure
 
@@ -93,8 +96,12 @@ def curves(
         xs, mean, std, n = member_band(g, x, y, member_col)
         label = variant_label(dict(zip(group_by, key))) if group_by else "all members"
         band(ax, xs, mean, std, color=cmap(i % cmap.N), label=f"{label} (n={n})")
+        sparse = g[g[also].notna()] if also else g.iloc[:0]
+        if len(sparse):
+            xs, mean, std, _ = member_band(sparse, x, also, member_col, ffill=False)
+            band(ax, xs, mean, std, color=cmap(i % cmap.N), label=f"{label}, {also}", style="o--", alpha=0.08)
     ax.set_xlabel(x)
-    ax.set_ylabel(f"{y} (mean ± std over {over})")
+    ax.set_ylabel(f"{y}{' and ' + also if also else ''} (mean ± std over {over})")
     if title:
         ax.set_title(title)
     ax.grid(True, alpha=0.3)

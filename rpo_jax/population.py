@@ -176,18 +176,19 @@ def run_population(
     trainer = population_trainer(trainer, padded)
     init = over_members(trainer.init, padded)
     init_fn = jax.jit(init, in_shardings=(sharding, sharding), out_shardings=sharding)
-    run_fn = jax.jit(
-        over_members(lambda s, h: trainer.run(s, h, chunk), padded),
-        in_shardings=(sharding, sharding),
-        out_shardings=sharding,
-        donate_argnums=0,
-    )
+    replicated = NamedSharding(mesh, PartitionSpec())
+
+    def run_chunk(state, hparams, evaluate):  # evaluate: one unbatched flag, so a real branch under vmap
+        return over_members(lambda s, h: trainer.run(s, h, chunk, evaluate), padded)(state, hparams)
+
+    run_fn = jax.jit(run_chunk, in_shardings=(sharding, sharding, replicated), out_shardings=sharding, donate_argnums=0)
+    flags = {flag: _put(np.asarray(flag), replicated) for flag in (False, True)}
 
     start = time.perf_counter()
     state_shape = jax.eval_shape(init, keys, hparams)
     state_spec = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding), state_shape)
     init_compiled = init_fn.lower(keys, hparams).compile() if resume is None else None
-    run_compiled = run_fn.lower(state_spec, hparams).compile()
+    run_compiled = run_fn.lower(state_spec, hparams, flags[False]).compile()
     compile_seconds = time.perf_counter() - start
 
     start = time.perf_counter()
@@ -199,7 +200,7 @@ def run_population(
         chunks = [resume.metrics] if first else []
     done = first
     while done < num_iterations:
-        state, metrics = run_compiled(state, hparams)
+        state, metrics = run_compiled(state, hparams, flags[_evaluates(trainer.config, done + chunk, chunk)])
         _wait(metrics)
         metrics = {k: v[:size] for k, v in fetch(metrics).items()}
         chunks.append(metrics)
@@ -230,6 +231,12 @@ def run_population(
         num_devices=num_devices,
         iterations=done,
     )
+
+
+def _evaluates(config, end: int, chunk: int) -> bool:
+    """Whether the chunk ending at iteration ``end`` evaluates: every ``eval_every``-th chunk, and the last."""
+    every = config.eval_every
+    return bool(every) and ((end // chunk) % every == 0 or end >= config.num_iterations)
 
 
 def concat_metrics(chunks: Sequence[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:

@@ -107,7 +107,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from rpo_jax import plots, rundir
+from rpo_jax import plots, runs
 from rpo_jax.errors import InputError
 from rpo_jax.evaluation import (
     SPACES,
@@ -121,8 +121,7 @@ from rpo_jax.evaluation import (
 )
 from rpo_jax.plots import format_cell as _fmt
 from rpo_jax.plots import save_figure as _save_figure
-from rpo_jax.results import one_line as _one_line
-from rpo_jax.runs import RunCheckpoint, RunError, check_run, diverged_at, load_run, raw_scale
+from rpo_jax.runs import RunCheckpoint, RunError, diverged_at, load_run, raw_scale
 
 __all__ = [
     "attack_names",
@@ -368,7 +367,7 @@ DESCRIPTION = (
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The arguments of ``rpo-jax robustness`` (registered by :mod:`rpo_jax.cli`)."""
-    p.add_argument("run_dir", metavar="RUN_DIR", help="finished sweep directory (config.yaml, checkpoint/)")
+    runs.add_run_arguments(p, "robustness")
     p.add_argument(
         "--eps", default=DEFAULT_EPS, help=f"comma-separated L-inf radii (default {DEFAULT_EPS}; 0 is always added)"
     )
@@ -387,14 +386,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--pgd-steps", type=int, default=10, help="PGD steps of 0.2 eps for mad and critic (default 10)")
     p.add_argument("--seed", type=int, default=0, help="seed of the evaluation envs and attack noise (default 0)")
-    p.add_argument("--out", default=None, metavar="DIR", help="output directory (default RUN_DIR/robustness)")
-    p.add_argument("--overwrite", action="store_true", help="write into an existing non-empty --out")
-    p.add_argument(
-        "--allow-incomplete",
-        action="store_true",
-        help="use a run directory whose status.json does not say complete (interrupted, failed, "
-        "still running, or written before status.json existed)",
-    )
 
 
 def parse_eps(text: str) -> list[float]:
@@ -432,25 +423,13 @@ def parse_attacks(text: str) -> tuple[str, ...]:
 
 def run(args: argparse.Namespace) -> int:
     """``rpo-jax robustness``: 0 on success; bad input raises :class:`rpo_jax.errors.InputError` (exit 2)."""
-    from rpo_jax import results
-
-    try:
-        eps = parse_eps(args.eps)
-        attacks = parse_attacks(args.attacks)
-        if args.episodes < 1:
-            raise InputError(f"--episodes must be a positive integer, got {args.episodes}")
-        if args.pgd_steps < 0:
-            raise InputError(f"--pgd-steps must be >= 0, got {args.pgd_steps}")
-        run_path, _ = check_run(args.run_dir)
-        rundir.check_complete(run_path, allow_incomplete=args.allow_incomplete, error=RobustnessError)
-        incomplete = rundir.describe_incomplete(run_path)
-        out_dir = pathlib.Path(args.out) if args.out else run_path / "robustness"
-        if out_dir.is_dir() and any(out_dir.iterdir()) and not args.overwrite:  # refuse before any work
-            results.prepare_out_dir(out_dir, overwrite=False)
-        run = load_run(run_path)
-        out_dir = results.prepare_out_dir(out_dir, overwrite=args.overwrite)
-    except OSError as e:
-        raise InputError(_one_line(e)) from e
+    eps = parse_eps(args.eps)
+    attacks = parse_attacks(args.attacks)
+    if args.episodes < 1:
+        raise InputError(f"--episodes must be a positive integer, got {args.episodes}")
+    if args.pgd_steps < 0:
+        raise InputError(f"--pgd-steps must be >= 0, got {args.pgd_steps}")
+    run, out_dir, incomplete = runs.load_for_command(args, "robustness", RobustnessError)
 
     from rpo_jax import cache
 

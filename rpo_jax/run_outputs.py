@@ -34,14 +34,23 @@ def progress_printer(group_names: list[str]):
                 parts.append(f"{label}: {np.nanmean(last):.1f} ± {np.nanstd(last):.1f}")
         if gone:
             parts.append("diverged: member " + ", ".join(str(info["members"][i]["member"]) for i in sorted(gone)))
+        evaluated = info["metrics"].get("eval_return")
+        if evaluated is not None and np.any(np.isfinite(evaluated[:, -1])):
+            parts.append(f"eval: {np.nanmean(evaluated[:, -1]):.1f} ± {np.nanstd(evaluated[:, -1]):.1f}")
         sps = info["run_iterations"] * info["env_steps"] / info["iteration"] * len(returns) / max(info["elapsed"], 1e-9)
         print(
             f"[running {info['iteration']}/{info['num_iterations']} it | {info['env_steps']:,} steps/member | "
-            f"{info['elapsed']:.0f}s | {sps:,.0f} steps/s] " + " | ".join(parts),
+            f"{info['elapsed']:.0f}s, ETA {eta(info):.0f}s | {sps:,.0f} steps/s] " + " | ".join(parts),
             flush=True,
         )
 
     return report
+
+
+def eta(info: dict[str, Any]) -> float:
+    """Seconds left at the run's pace so far: run time only (compile time is reported apart)."""
+    left = info["num_iterations"] - info["iteration"]
+    return info["elapsed"] / max(info["run_iterations"], 1) * left
 
 
 def summarize(config: ExperimentConfig, result, size: int, group_names: list[str]) -> dict[str, Any]:
@@ -92,6 +101,7 @@ def write_outputs(out_dir: str, config: ExperimentConfig, result, summary: dict[
         x="env_steps",
         y="episode_return",
         title=f"{config.train.env} ({len(config.sweep.seeds)} seeds)",
+        also="eval_return" if "eval_return" in table.columns else None,
     )
     results.save_checkpoint(os.path.join(out_dir, "checkpoint"), population.checkpoint_tree(result.state))
     results.atomic_write_text(os.path.join(out_dir, "summary.json"), json.dumps(json_safe(summary), indent=2) + "\n")

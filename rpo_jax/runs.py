@@ -85,6 +85,46 @@ def load_run(run_dir) -> RunCheckpoint:
     )
 
 
+def load_for_command(
+    args, default_out: str, error: type[InputError] = RunError
+) -> tuple[RunCheckpoint, Any, str | None]:
+    """The prelude of a subcommand that reads a finished run and writes into a directory.
+
+    ``args`` has ``run_dir``, ``out``, ``overwrite`` and ``allow_incomplete``. Checks the run
+    directory and its status, refuses a non-empty ``--out`` without ``--overwrite`` (before any
+    work), loads the run and creates the output directory (default ``RUN_DIR/<default_out>``).
+    Returns ``(run, out_dir, note)`` where ``note`` says why an ``--allow-incomplete`` run is not
+    complete (None if it is). Every problem raises ``error`` with one line.
+    """
+    from rpo_jax import results, rundir
+
+    try:
+        run_path, _ = check_run(args.run_dir)
+        rundir.check_complete(run_path, allow_incomplete=args.allow_incomplete, error=error)
+        note = rundir.describe_incomplete(run_path)
+        out_dir = pathlib.Path(args.out) if args.out else run_path / default_out
+        if out_dir.is_dir() and any(out_dir.iterdir()) and not args.overwrite:  # refuse before any work
+            results.prepare_out_dir(out_dir, overwrite=False)
+        run = load_run(run_path)
+        out_dir = results.prepare_out_dir(out_dir, overwrite=args.overwrite)
+    except OSError as e:
+        raise error(_one_line(e)) from e
+    return run, out_dir, note
+
+
+def add_run_arguments(p, default_out: str) -> None:
+    """The arguments every ``load_for_command`` subcommand shares."""
+    p.add_argument("run_dir", metavar="RUN_DIR", help="finished train / sweep directory (config.yaml, checkpoint/)")
+    p.add_argument("--out", default=None, metavar="DIR", help=f"output directory (default RUN_DIR/{default_out})")
+    p.add_argument("--overwrite", action="store_true", help="write into an existing non-empty --out")
+    p.add_argument(
+        "--allow-incomplete",
+        action="store_true",
+        help="use a run directory whose status.json does not say complete (interrupted, failed, "
+        "still running, or written before status.json existed)",
+    )
+
+
 def _restore(restore: Callable, path: pathlib.Path, target: dict) -> Any:
     """``restore(path, target)``; a checkpoint saved before ``diverged_at`` existed is restored without it."""
     try:

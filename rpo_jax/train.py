@@ -66,6 +66,10 @@ METRIC_NAMES: tuple[str, ...] = (
     "reused_starts",  # episodes of this iteration that began at a start handed out before (int32; 0 by design)
     "diverged",  # 1.0 from the member's diverged_at iteration on, else 0.0 (see TrainState.diverged_at)
 )
+# With train.eval_every: the deterministic policy's mean return and episode length on fresh episodes,
+# at the last iteration of an evaluated chunk (NaN elsewhere; see Trainer.run).
+EVAL_METRIC_NAMES: tuple[str, ...] = ("eval_return", "eval_length")
+EVAL_STREAM = 0x45564C  # fold_in data of the evaluation's key ("EVL")
 # The aux entries that are terms of the loss (not diagnostics): a non-finite one means divergence.
 # TRPO's clipfrac is NaN by design, so diagnostics are not checked.
 LOSS_TERM_NAMES: tuple[str, ...] = ("policy_loss", "value_loss", "drac_policy", "drac_value", "smoothness_penalty")
@@ -319,16 +323,43 @@ class Trainer:
         }
         return state, mask_diverged(metrics, diverged_at >= 0)
 
-    def run(self, state: TrainState, hparams: HParams, num_iterations: int) -> tuple[TrainState, dict]:
+    def run(
+        self, state: TrainState, hparams: HParams, num_iterations: int, evaluate: jax.Array | bool = False
+    ) -> tuple[TrainState, dict]:
         """Advances ``state`` by ``num_iterations`` (static) iterations.
 
-        Returns the new state and metrics, each an array ``[num_iterations]``.
+        Returns the new state and metrics, each an array ``[num_iterations]``. With
+        ``train.eval_every`` the metrics also hold ``eval_return`` / ``eval_length``: NaN, except
+        at the last iteration when ``evaluate`` (a bool scalar; unbatched under ``vmap``, so it
+        stays a real branch) -- see :meth:`evaluate`.
         """
-        return jax.lax.scan(lambda s, _: self._iteration(s, hparams), state, None, length=num_iterations)
+        state, metrics = jax.lax.scan(lambda s, _: self._iteration(s, hparams), state, None, length=num_iterations)
+        if not self.config.eval_every:
+            return state, metrics
+        nan = jnp.full((), jnp.nan, jnp.float32)
+        values = jax.lax.cond(evaluate, self.evaluate, lambda _: (nan, nan), state)
+        values = [jnp.where(state.diverged_at >= 0, jnp.nan, v) for v in values]
+        for name, value in zip(EVAL_METRIC_NAMES, values):
+            metrics[name] = jnp.full((num_iterations,), jnp.nan, jnp.float32).at[-1].set(value)
+        return state, metrics
+
+    def evaluate(self, state: TrainState) -> tuple[jax.Array, jax.Array]:
+        """Mean return and length of ``train.eval_episodes`` fresh episodes of the deterministic policy.
+
+        The policy is :func:`rpo_jax.policy.make_act` (frozen normaliser statistics, no update);
+        its keys are folded from ``state.key`` without consuming it, so training is the same with
+        and without evaluation, bit for bit.
+        """
+        from rpo_jax import episodes, policy
+
+        act = functools.partial(policy.make_act(self, deterministic=True), state.params, state.normalizer)
+        key = jax.random.fold_in(state.key, EVAL_STREAM)
+        result = episodes.run_episodes(self.env, act, key, self.config.eval_episodes)
+        return jnp.mean(result.returns), jnp.mean(result.lengths.astype(jnp.float32))
 
     def train(self, key: jax.Array, hparams: HParams) -> tuple[TrainState, dict]:
-        """The whole training run of one member: ``init`` then all iterations."""
-        return self.run(self.init(key, hparams), hparams, self.num_iterations)
+        """The whole run of one member: ``init``, all iterations (with ``eval_every``, an evaluation at the end)."""
+        return self.run(self.init(key, hparams), hparams, self.num_iterations, evaluate=True)
 
 
 def update_is_finite(params: Any, losses: dict[str, jax.Array]) -> jax.Array:

@@ -10,7 +10,10 @@ The protocol (:class:`Algorithm`), bound to a trainer by ``ALGORITHMS[name](trai
 * ``validate(config)`` (static) -- raises ``ConfigError`` for settings the algorithm cannot run;
 * ``update(state, hparams, batch, key) -> (state, aux)`` -- pure and jit-able; ``aux`` holds at
   least ``policy_loss``, ``value_loss``, ``entropy``, ``approx_kl`` and ``clipfrac`` (NaN if the
-  algorithm has none) as scalars, plus its own diagnostics.
+  algorithm has none) as scalars, plus its own diagnostics;
+* ``act(params, obs, key, deterministic) -> action`` -- pure; the action (before clipping to the
+  env's bounds) for the agent's normalised ``obs`` of any leading shape: the policy's deterministic
+  action, or its exploration draw. Used by evaluation, ``rpo_jax.load_policy`` and rendering.
 
 Adding an algorithm is a module here and one line in :data:`ALGORITHMS`; ``train.algorithm`` then
 accepts its name.
@@ -34,6 +37,8 @@ class Algorithm(Protocol):
     def validate(config: TrainConfig) -> None: ...
 
     def update(self, state: TrainState, hparams: HParams, batch: Batch, key: Any) -> tuple[TrainState, dict]: ...
+
+    def act(self, params: Any, obs: Any, key: Any, deterministic: bool) -> Any: ...
 
 
 # name -> "module:Class", imported when first used, so config validation can list the names without jax.

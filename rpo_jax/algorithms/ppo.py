@@ -22,9 +22,25 @@ import optax
 
 from rpo_jax import augmentation, loss_terms, ppo
 from rpo_jax.config import HParams, TrainConfig
+from rpo_jax.distributions import action_distribution
 
 if TYPE_CHECKING:
     from rpo_jax.train import Trainer, TrainState
+
+
+def stochastic_actor_act(
+    trainer: Trainer, params: Any, obs: jax.Array, key: jax.Array, deterministic: bool
+) -> jax.Array:
+    """The action of the stochastic actor ``pi(. | s)`` on the agent's (normalised) ``obs``, unclipped.
+
+    ``deterministic``: the location ``loc`` (the mean of the Gaussian, the mode of Laplace and
+    Gumbel); else a draw from the UNPERTURBED policy, as in the rollout (RPO's ``z`` only enters
+    the loss).
+    """
+    loc, log_scale = trainer.actor.apply(params["actor"], obs)
+    if deterministic:
+        return loc
+    return action_distribution(trainer.config.action_dist, loc, log_scale).sample(seed=key)
 
 
 class PPO:
@@ -36,6 +52,9 @@ class PPO:
     @staticmethod
     def validate(config: TrainConfig) -> None:
         """Every PPO setting is valid here (the config checks its own fields)."""
+
+    def act(self, params: Any, obs: jax.Array, key: jax.Array, deterministic: bool) -> jax.Array:
+        return stochastic_actor_act(self.trainer, params, obs, key, deterministic)
 
     def loss(
         self, params: Any, batch: ppo.Batch, hparams: HParams, key: jax.Array, obs_adv: jax.Array | None = None

@@ -12,13 +12,14 @@ through the line search.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import jax
 import jax.numpy as jnp
 import optax
 
 from rpo_jax import divergences, loss_terms, ppo, trpo
+from rpo_jax.algorithms.ppo import stochastic_actor_act
 from rpo_jax.config import ConfigError, HParams, TrainConfig
 from rpo_jax.distributions import action_distribution
 
@@ -37,6 +38,9 @@ class TRPO:
     def validate(config: TrainConfig) -> None:
         if config.action_dist != "gaussian":
             raise ConfigError("train.algorithm=trpo needs train.action_dist=gaussian")
+
+    def act(self, params: Any, obs: jax.Array, key: jax.Array, deterministic: bool) -> jax.Array:
+        return stochastic_actor_act(self.trainer, params, obs, key, deterministic)
 
     def _fit_critic(self, state: TrainState, hparams: HParams, batch: ppo.Batch, key: jax.Array):
         cfg = self.config

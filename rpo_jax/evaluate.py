@@ -1,0 +1,128 @@
+"""``rpo-jax evaluate RUN_DIR``: every member's return on fresh episodes, as a table.
+
+    rpo-jax evaluate runs/quickstart --episodes 100 [--stochastic] [--seed 0] [--out DIR]
+
+Each member acts with :func:`rpo_jax.policy.make_act` (the policy ``rpo_jax.load_policy`` returns:
+frozen normaliser, deterministic action unless ``--stochastic``) for ``--episodes`` parallel
+episodes of :func:`rpo_jax.episodes.run_episodes`; all members of a static point run in one
+jitted, vmapped program. Every episode starts from the same keys for every member (``--seed``),
+so members are compared on the same starts. Writes ``evaluation.csv`` (one row per member:
+return mean / std / min / max, mean episode length, diverged) and ``evaluation.md`` (the same,
+with the mean and std over seeds per variant). A member that diverged in training has NaN
+statistics and ``diverged`` true.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import time
+
+import numpy as np
+
+from rpo_jax import plots, runs
+from rpo_jax.errors import InputError
+
+DESCRIPTION = __doc__.split("\n")[0].replace("``", "")
+COLUMNS = ("return_mean", "return_std", "return_min", "return_max", "length_mean")
+
+
+def evaluate_members(run: runs.RunCheckpoint, *, episodes: int, deterministic: bool, seed: int):
+    """``(returns [P, N], lengths [P, N], compile_s, run_s)`` of every member of ``run``."""
+    import jax
+
+    from rpo_jax import episodes as episodes_mod
+    from rpo_jax import policy, train
+
+    size = len(run.members)
+    returns = np.zeros((size, episodes), np.float32)
+    lengths = np.zeros((size, episodes), np.int32)
+    key = jax.random.PRNGKey(seed)
+    compile_s = run_s = 0.0
+    for point in run.static_points:
+        index = np.asarray([m["member"] for m in run.members if all(m[k] == v for k, v in point.items())])
+        if not index.size:
+            continue
+        trainer = train.make_trainer(dataclasses.replace(run.config.train, **point))
+        act = policy.make_act(trainer, deterministic)
+
+        def one(params, normalizer, trainer=trainer, act=act):
+            bound = lambda obs, k: act(params, normalizer, obs, k)  # noqa: E731
+            return episodes_mod.run_episodes(trainer.env, bound, key, episodes)
+
+        take = lambda tree: jax.tree.map(lambda x: x[index], tree)  # noqa: E731
+        args = (take(run.checkpoint["params"]), take(run.checkpoint["normalizer"]))
+        start = time.perf_counter()
+        compiled = jax.jit(jax.vmap(one)).lower(*args).compile()
+        compile_s += time.perf_counter() - start
+        start = time.perf_counter()
+        result = jax.device_get(compiled(*args))
+        run_s += time.perf_counter() - start
+        returns[index], lengths[index] = result.returns, result.lengths
+    return returns, lengths, compile_s, run_s
+
+
+def member_table(run: runs.RunCheckpoint, returns: np.ndarray, lengths: np.ndarray):
+    """One row per member: its columns, ``episodes``, :data:`COLUMNS` and ``diverged``."""
+    import pandas as pd
+
+    diverged = runs.diverged_at(run.checkpoint, len(run.members)) >= 0
+    rows = []
+    for m, r, n, bad in zip(run.members, returns, lengths, diverged):
+        values = (r.mean(), r.std(), r.min(), r.max(), n.mean())
+        stats = {c: np.nan if bad else float(v) for c, v in zip(COLUMNS, values)}
+        rows.append({**m, "episodes": r.size, **stats, "diverged": bool(bad)})
+    return pd.DataFrame(rows)
+
+
+def table_markdown(table, run: runs.RunCheckpoint, *, deterministic: bool, episodes: int) -> str:
+    """Per member, then per variant (mean ± std over its seeds that did not diverge)."""
+    kind = "deterministic" if deterministic else "stochastic"
+    head = f"# Evaluation of {run.path}\n\n{run.config.train.env}, {episodes} episodes per member, {kind} actions.\n"
+    cols = ["member", "seed", *run.variant_cols, *COLUMNS, "diverged"]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(plots.format_cell(row[c]) for c in cols) + " |" for _, row in table.iterrows()]
+    per_variant = ["", "| variant | seeds | return (mean ± std over seeds) |", "|---|---|---|"]
+    healthy = table[~table["diverged"]]
+    groups = healthy.groupby(run.variant_cols, sort=False) if run.variant_cols else [((), healthy)]
+    for values, rows in groups:
+        values = values if isinstance(values, tuple) else (values,)
+        label = plots.variant_label(dict(zip(run.variant_cols, values))) if run.variant_cols else "all"
+        mean, std = rows["return_mean"].mean(), rows["return_mean"].std(ddof=0)
+        per_variant.append(f"| {label} | {len(rows)} | {mean:.2f} ± {std:.2f} |")
+    return head + "\n" + "\n".join(lines + per_variant) + "\n"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    runs.add_run_arguments(p, "evaluation")
+    p.add_argument("--episodes", type=int, default=100, help="episodes per member (default 100)")
+    p.add_argument("--stochastic", action="store_true", help="sample actions from the policy (default: its mean)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the episodes' starts and action draws (default 0)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from rpo_jax import cache, results
+
+    if args.episodes < 1:
+        raise InputError(f"--episodes must be a positive integer, got {args.episodes}")
+    loaded, out_dir, note = runs.load_for_command(args, "evaluation")
+    cache.enable()
+    if note is not None:
+        print(f"note: {note}; used anyway (--allow-incomplete)")
+    deterministic = not args.stochastic
+    print(
+        f"rpo-jax evaluate: {loaded.config.train.env}, {len(loaded.members)} member(s), {args.episodes} episodes, "
+        f"{'deterministic' if deterministic else 'stochastic'} actions",
+        flush=True,
+    )
+    returns, lengths, compile_s, run_s = evaluate_members(
+        loaded, episodes=args.episodes, deterministic=deterministic, seed=args.seed
+    )
+    table = member_table(loaded, returns, lengths)
+    markdown = table_markdown(table, loaded, deterministic=deterministic, episodes=args.episodes)
+    print(markdown.split("\n", 2)[2], end="")
+    print(f"compile {compile_s:.1f}s, run {run_s:.1f}s")
+    results.write_table(table, out_dir / "evaluation.csv")
+    results.atomic_write_text(out_dir / "evaluation.md", markdown)
+    print(f"wrote {out_dir / 'evaluation.csv'}, {out_dir / 'evaluation.md'}")
+    return 0
