@@ -6,7 +6,7 @@
 * :class:`Timed`, :func:`round_robin`, :func:`interleaved`, :func:`rate` -- repetitions of several
   programs interleaved round by round, so drifting background load hits all of them alike;
 * :func:`brax_training_env`, :func:`library_batched_env` -- the library envs as Brax PPO steps them;
-* :func:`write_json`, :func:`utc_stamp` -- result files.
+* :func:`write_json`, :func:`utc_stamp`, :data:`REPO_ROOT` -- result files.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import json
 import os
 import statistics
 import time
+from pathlib import Path
 from typing import Any, Callable
 
 import jax
@@ -29,6 +30,8 @@ from rpo_jax.config import TrainConfig
 BACKEND_COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
 CACHE_REQUEST_EVENT = "/jax/compilation_cache/compile_requests_use_cache"
 CACHE_HIT_EVENT = "/jax/compilation_cache/cache_hits"
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 # --------------------------------------------------------------------------- sizes

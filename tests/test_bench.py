@@ -150,12 +150,12 @@ def test_table_printed_and_markdown_written(tiny_run):
 
 
 def test_results_markdown_keeps_other_devices(tmp_path):
-    from bench import throughput
+    from bench.throughput_report import update_results_markdown
 
     path = tmp_path / "RESULTS.md"
-    throughput.update_results_markdown(path, "cpu: cpu", "## cpu\nold")
-    throughput.update_results_markdown(path, "gpu: H100", "## gpu\nfigures")
-    throughput.update_results_markdown(path, "cpu: cpu", "## cpu\nnew")
+    update_results_markdown(path, "cpu: cpu", "## cpu\nold")
+    update_results_markdown(path, "gpu: H100", "## gpu\nfigures")
+    update_results_markdown(path, "cpu: cpu", "## cpu\nnew")
     text = path.read_text()
     assert "new" in text and "old" not in text and "figures" in text
     assert text.count("<!-- results: cpu: cpu -->") == 1
