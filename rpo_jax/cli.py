@@ -30,8 +30,23 @@ from rpo_jax.config import ConfigError, ExperimentConfig
 EXIT_BAD_INPUT = 2
 
 
+DESCRIPTION = (
+    "Train populations of PPO / RPO / TRPO agents (seeds x hyperparameters) in one compiled JAX program, "
+    "evaluate, render and report them."
+)
+
+
+def _version() -> str:
+    from importlib.metadata import version
+
+    import rpo_jax
+
+    return f"rpo-jax {rpo_jax.__version__} (jax {version('jax')}, jaxlib {version('jaxlib')})"
+
+
 def _build_parser() -> argparse.ArgumentParser:
-    parser = errors.ArgumentParser(prog="rpo-jax", description=__doc__.split("\n")[0])
+    parser = errors.ArgumentParser(prog="rpo-jax", description=DESCRIPTION)
+    parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command", required=True, parser_class=errors.ArgumentParser)
 
     def running(p: argparse.ArgumentParser) -> None:
@@ -103,14 +118,21 @@ def _build_parser() -> argparse.ArgumentParser:
     resume.add_argument("run_dir", help="the --out directory of the interrupted run")
     running(resume)
     config = sub.add_parser(
-        "config", help="every option (default, allowed values, meaning); with CONFIG, the config as it would run"
+        "config",
+        help="config show: every option (type, static / traced, default, allowed values, meaning); "
+        "config show CONFIG: that config as it would run",
     )
-    config.add_argument("config", nargs="?", help="YAML config to resolve (with --reduced / --set / --env)")
+    config.add_argument(
+        "words", nargs="*", metavar="show [CONFIG]", help="YAML config to resolve (with --reduced / --set / --env)"
+    )
     config.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE")
     config.add_argument("--env", help="shorthand for --set train.env=NAME")
     config.add_argument("--reduced", action="store_true", help="apply the config's 'reduced' section")
     config.add_argument("--markdown", action="store_true", help="the option table as markdown (the README's)")
     config.set_defaults(handler=show_config)
+    env_list = sub.add_parser("envs", help="the available environments, by family")
+    env_list.add_argument("family", nargs="?", help="only this family (brax, dmc, gymnax)")
+    env_list.set_defaults(handler=list_envs)
     train.set_defaults(handler=run)
     sweep.set_defaults(handler=run)
     resume.set_defaults(handler=resume_run)
@@ -223,13 +245,20 @@ def _checkpoint_policy(args: argparse.Namespace):
 
 def show_config(args: argparse.Namespace) -> int:
     """``config``: the option table, or ``CONFIG`` resolved (preset, reduced, overrides) and checked, as YAML."""
+    words = args.words[1:] if args.words[:1] == ["show"] else args.words
+    if len(words) > 1:
+        raise ConfigError(f"config takes one CONFIG file, got {' '.join(words)}")
+    args.config = words[0] if words else None
     if args.config is None:
         if args.markdown:
             print(config_io.fields_markdown())
         else:
             for row in config_io.describe_fields():
                 allowed = f" [{row['allowed']}]" if row["allowed"] else ""
-                print(f"{row['section']}.{row['name']} = {row['default']}{allowed}\n    {row['doc']}")
+                print(
+                    f"{row['section']}.{row['name']}: {row['type']}, {row['kind']} = {row['default']}{allowed}\n"
+                    f"    {row['doc']}"
+                )
         return 0
     for name, value in (("total_timesteps", None), ("chunk", None), ("command", "sweep"), ("seeds", None)):
         setattr(args, name, value)
@@ -237,6 +266,20 @@ def show_config(args: argparse.Namespace) -> int:
     import yaml
 
     print(yaml.safe_dump(resolve_config(args).to_dict(), sort_keys=False, default_flow_style=None), end="")
+    return 0
+
+
+def list_envs(args: argparse.Namespace) -> int:
+    """``envs [FAMILY]``: every ``family/name`` a config accepts, one family per paragraph."""
+    from rpo_jax import envs
+
+    if args.family is not None and args.family not in envs.FAMILIES:
+        raise ConfigError(f"unknown environment family {args.family!r}; choose one of {', '.join(envs.FAMILIES)}")
+    for name in [args.family] if args.family else envs.FAMILIES:
+        family = envs.family(name)
+        names = family.names()
+        print(f"{name}/ ({len(names)}): {family.DESCRIPTION}")
+        print("  " + " ".join(f"{name}/{n}" for n in names))
     return 0
 
 

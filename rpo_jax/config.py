@@ -39,7 +39,7 @@ class ConfigError(InputError):
 
 # Checks a field's metadata may name: (description in the error message, predicate).
 POSITIVE = ("a positive {kind}", lambda v: v > 0)
-NON_NEGATIVE = ("a {kind} >= 0", lambda v: v >= 0)
+NON_NEGATIVE = ("a non-negative {kind}", lambda v: v >= 0)
 OPEN_UNIT = ("in (0, 1)", lambda v: 0 < v < 1)
 
 
@@ -50,6 +50,10 @@ def _field(default: Any, doc: str, *, check: tuple | None = None, choices: Any =
     defines the values). :meth:`TrainConfig.validate` and :func:`describe_fields` read the metadata.
     """
     return dataclasses.field(default=default, metadata={"doc": doc, "check": check, "choices": choices})
+
+
+def _sweep_field(default: Any, doc: str) -> Any:
+    return dataclasses.field(default=default, metadata={"doc": doc})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -289,11 +293,17 @@ class SweepConfig:
     column of the member table, filled from ``hparams`` where a point omits it.
     """
 
-    seeds: tuple[int, ...] = (0,)
-    grid: tuple[tuple[str, tuple[float, ...]], ...] = ()
-    variants: tuple[tuple[tuple[str, float], ...], ...] = ()
-    static: tuple[tuple[str, tuple[Any, ...]], ...] = ()
-    chunk_iterations: int = 0  # iterations per progress report; 0 = about 20 reports
+    seeds: tuple[int, ...] = _sweep_field((0,), "seeds: a count N (0..N-1) or a list")
+    grid: tuple[tuple[str, tuple[float, ...]], ...] = _sweep_field(
+        (), "hparams swept as a Cartesian product, e.g. {alpha: [0, 0.5]} (traced: one compile)"
+    )
+    variants: tuple[tuple[tuple[str, float], ...], ...] = _sweep_field(
+        (), "explicit hparams points, e.g. [{alpha: 0}, {alpha: 0, ent_coef: 0.01}]"
+    )
+    static: tuple[tuple[str, tuple[Any, ...]], ...] = _sweep_field(
+        (), "train fields swept, e.g. {action_dist: [gaussian, laplace]} (one compile per point)"
+    )
+    chunk_iterations: int = _sweep_field(0, "iterations per compiled call / progress report; 0 = about 20 reports")
 
     def validate(self) -> None:
         if not self.seeds:

@@ -32,9 +32,10 @@ from rpo_jax.config import (
 
 
 def describe_fields() -> list[dict[str, str]]:
-    """Every setting a config can hold: section, name, default, allowed values and documentation.
+    """Every setting a config can hold: section, name, type, kind, default, allowed values, documentation.
 
-    ``train`` fields are static (one compile each); ``hparams`` fields are traced and sweepable.
+    ``kind``: ``train`` fields are ``static`` (a new value is a new compile), ``hparams`` fields
+    are ``traced`` (sweepable inside one compile), ``sweep`` fields say which population to build.
     """
     rows = []
     for f in dataclasses.fields(TrainConfig):
@@ -47,33 +48,42 @@ def describe_fields() -> list[dict[str, str]]:
             allowed = check[0].format(kind=kind) + (" or null" if f.type.endswith("| None") else "")
         else:
             allowed = {"bool": "true, false", "tuple[int, ...]": "a list of positive integers"}.get(f.type, "a string")
-        rows.append(
-            {
-                "section": "train",
-                "name": f.name,
-                "default": _show(f.default),
-                "allowed": allowed,
-                "doc": f.metadata["doc"],
-            }
-        )
+        rows.append(_row("train", f, "static", allowed))
     for f in dataclasses.fields(HParams):
-        rows.append(
-            {
-                "section": "hparams",
-                "name": f.name,
-                "default": _show(f.default),
-                "allowed": _HPARAM_RULES[f.name][1],
-                "doc": f.metadata.get("doc", ""),
-            }
-        )
+        rows.append(_row("hparams", f, "traced", _HPARAM_RULES[f.name][1], type_="float"))
+    for f in dataclasses.fields(SweepConfig):
+        rows.append(_row("sweep", f, "sweep", "", type_=_SWEEP_TYPES[f.name]))
     return rows
+
+
+_SWEEP_TYPES = {
+    "seeds": "int or list[int]",
+    "grid": "{hparam: list[float]}",
+    "variants": "list[{hparam: float}]",
+    "static": "{train field: list}",
+    "chunk_iterations": "int",
+}
+
+
+def _row(section: str, f: dataclasses.Field, kind: str, allowed: str, type_: str | None = None) -> dict[str, str]:
+    type_ = type_ or f.type.replace("tuple[int, ...]", "list[int]").replace(" | None", " or null")
+    return {
+        "section": section,
+        "name": f.name,
+        "type": type_,
+        "kind": kind,
+        "default": _show(f.default),
+        "allowed": allowed,
+        "doc": f.metadata.get("doc", ""),
+    }
 
 
 def fields_markdown() -> str:
     """:func:`describe_fields` as a markdown table (the README's option table is this text)."""
-    lines = ["| section | option | default | allowed | meaning |", "|---|---|---|---|---|"]
+    lines = ["| option | type | kind | default | allowed | meaning |", "|---|---|---|---|---|---|"]
     for r in describe_fields():
-        lines.append(f"| {r['section']} | `{r['name']}` | `{r['default']}` | {r['allowed']} | {r['doc']} |")
+        name = f"{r['section']}.{r['name']}"
+        lines.append(f"| `{name}` | {r['type']} | {r['kind']} | `{r['default']}` | {r['allowed']} | {r['doc']} |")
     return "\n".join(lines)
 
 

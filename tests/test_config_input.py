@@ -123,6 +123,8 @@ def test_int_and_float_field_lists():
         "smoothness_steps",
         "trpo_cg_iters",
         "trpo_backtrack_iters",
+        "eval_every",
+        "eval_episodes",
     }
     assert set(config_io._TRAIN_FLOAT_FIELDS) == {
         "obs_clip",
@@ -396,18 +398,28 @@ def test_the_readme_option_table_is_generated_from_the_field_metadata():
     readme = (pathlib.Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
     table = readme.split("<!-- options -->\n")[1].split("\n<!-- end options -->")[0]
     assert table == config_io.fields_markdown(), "regenerate the README table with: rpo-jax config --markdown"
-    documented = {r["name"] for r in config_io.describe_fields() if r["doc"]}
-    assert documented == set(cfgmod.HPARAM_NAMES) | {f.name for f in dataclasses.fields(cfgmod.TrainConfig)}
+    documented = {(r["section"], r["name"]) for r in config_io.describe_fields() if r["doc"]}
+    expected = {("hparams", n) for n in cfgmod.HPARAM_NAMES}
+    for section, cls in (("train", cfgmod.TrainConfig), ("sweep", cfgmod.SweepConfig)):
+        expected |= {(section, f.name) for f in dataclasses.fields(cls)}
+    assert documented == expected
+    kinds = {r["section"]: r["kind"] for r in config_io.describe_fields()}
+    assert kinds == {"train": "static", "hparams": "traced", "sweep": "sweep"}
 
 
 def test_config_subcommand_prints_options_and_resolved_configs(capsys):
     from rpo_jax import cli
 
-    assert cli.main(["config"]) == 0
-    assert "train.normalize_per_env = false [true, false]" in capsys.readouterr().out
-    assert cli.main(["config", "configs/paper/mujoco_brax.yaml", "--reduced", "--env", "brax/hopper"]) == 0
+    assert cli.main(["config", "show"]) == 0
+    shown = capsys.readouterr().out
+    assert "train.normalize_per_env: bool, static = false [true, false]" in shown
+    assert "hparams.alpha: float, traced = 0.5 [>= 0]" in shown and "sweep.seeds:" in shown
+    assert cli.main(["config"]) == 0 and capsys.readouterr().out == shown
+    assert cli.main(["config", "show", "configs/paper/mujoco_brax.yaml", "--reduced", "--env", "brax/hopper"]) == 0
     resolved = yaml.safe_load(capsys.readouterr().out)
     assert resolved["train"]["env"] == "brax/hopper" and resolved["train"]["total_timesteps"] == 999424
     assert resolved["train"]["normalize_per_env"] is True and resolved["sweep"]["seeds"] == [0, 1, 2, 3, 4]
     assert cli.main(["config", "configs/paper/mujoco_brax.yaml", "--set", "train.num_envs=0"]) == 2
     assert "train.num_envs must be a positive integer" in capsys.readouterr().err
+    assert cli.main(["config", "show", "a.yaml", "b.yaml"]) == 2
+    assert "config takes one CONFIG file" in capsys.readouterr().err
