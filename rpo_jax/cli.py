@@ -73,6 +73,18 @@ def _build_parser() -> argparse.ArgumentParser:
             "a stop signal and the end of the run always save",
         )
         p.add_argument("--keep-checkpoints", type=int, default=2, metavar="K", help="newest checkpoints kept")
+        p.add_argument(
+            "--no-tensorboard",
+            dest="tensorboard",
+            action="store_false",
+            help="do not write TensorBoard event files (default: RUN_DIR/tensorboard, one run per member)",
+        )
+        p.add_argument(
+            "--track",
+            action="store_true",
+            help='also log to Weights & Biases, one run per member (pip install -e ".[wandb]")',
+        )
+        p.add_argument("--wandb-project", default="rpo_jax", help="W&B project of --track (default rpo_jax)")
 
     def common(p: argparse.ArgumentParser) -> None:
         p.add_argument("config", help="YAML config (see configs/)")
@@ -145,10 +157,11 @@ def _build_parser() -> argparse.ArgumentParser:
 
 def _subcommands() -> dict[str, tuple[Any, str]]:
     """Subcommands that live in their own modules: name -> (module with add_arguments / run, help)."""
-    from rpo_jax import evaluate, report, robustness
+    from rpo_jax import evaluate, render, report, robustness
 
     return {
         "evaluate": (evaluate, "every member's return on fresh episodes (deterministic by default), as a table"),
+        "render": (render, "video (mp4 / gif) or Brax HTML of a trained member's episodes"),
         "report": (report, "figures and tables from finished sweep directories (rpo-jax report RUN_DIR ... --out DIR)"),
         "robustness": (robustness, "returns of a finished sweep's members under observation perturbations"),
     }
@@ -234,6 +247,10 @@ def _select_devices(requested: int | None, distributed: bool) -> list:
 def _checkpoint_policy(args: argparse.Namespace):
     from rpo_jax.durable import CheckpointPolicy
 
+    if args.track:  # before any work: the optional extra must be installed
+        from rpo_jax.tracking import import_wandb
+
+        import_wandb()
     if args.checkpoint_every < 0:
         raise ConfigError(f"--checkpoint-every must be >= 0 chunks, got {args.checkpoint_every}")
     if not args.checkpoint_minutes >= 0:
@@ -357,14 +374,16 @@ def _train(config: ExperimentConfig, claim, devices, policy, args: argparse.Name
         + (f", {compiles} compiled programs (static sweep)" if compiles > 1 else ""),
         flush=True,
     )
-    progress_fn = None if args.quiet else run_outputs.progress_printer(group_names)
+    printer = None if args.quiet else run_outputs.progress_printer(group_names)
     if claim is not None and args.command != "resume":
         results.write_yaml(claim.write_dir / "config.yaml", config.to_dict())
     if claim is None or jax.process_count() > 1:  # nothing to checkpoint into (multi-host: issue "Scale out")
-        result = population.run_experiment(config, devices=devices, progress_fn=progress_fn)
+        result = population.run_experiment(config, devices=devices, progress_fn=printer)
         return _finish(config, result, claim, size, group_names)
 
     run_dir = claim.write_dir
+    trackers = _trackers(config, run_dir, group_names, args)
+    progress_fn = run_outputs.progress_with_tracking(printer, trackers)
 
     def on_progress(progress) -> None:
         rundir.write_status(run_dir, "running", **_status_fields(progress))
@@ -391,15 +410,18 @@ def _train(config: ExperimentConfig, claim, devices, policy, args: argparse.Name
                 progress_fn=progress_fn,
                 on_progress=on_progress,
             )
+            trackers.close()
             return _finish(config, result, claim, size, group_names)
     except durable.Stopped as err:
         stopped, how = err.signum, "stopped after the current chunk"
     except durable.Abandoned as err:
         stopped, how = err.signum, "abandoned the current chunk"
     except BaseException as err:
+        trackers.close()
         rundir.write_status(run_dir, "failed", reason=results.one_line(err))
         claim.release()
         raise
+    trackers.close()
     name = signal.Signals(stopped).name
     status = rundir.write_status(run_dir, "interrupted", reason=f"{name}: {how}")
     claim.release()
@@ -411,6 +433,21 @@ def _train(config: ExperimentConfig, claim, devices, policy, args: argparse.Name
         flush=True,
     )
     return 128 + stopped
+
+
+def _trackers(config: ExperimentConfig, run_dir, group_names: list[str], args: argparse.Namespace):
+    """TensorBoard (unless --no-tensorboard) and W&B (--track) for the members of ``config``."""
+    from rpo_jax import tracking
+
+    members = config.sweep.members(config.hparams)
+    chosen = []
+    if args.tensorboard:
+        status = rundir.read_status(run_dir) or {}
+        purge = status.get("checkpoint_iteration", 0) * config.train.batch_size + 1 if args.command == "resume" else 0
+        chosen.append(tracking.TensorBoard(run_dir / "tensorboard", members, group_names, purge_step=purge))
+    if args.track:
+        chosen.append(tracking.WandB(run_dir, members, group_names, config.to_dict(), args.wandb_project))
+    return tracking.Trackers(chosen)
 
 
 def _status_fields(progress) -> dict[str, Any]:

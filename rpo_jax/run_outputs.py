@@ -47,6 +47,17 @@ def progress_printer(group_names: list[str]):
     return report
 
 
+def progress_with_tracking(printer, trackers):
+    """The progress function of a run directory: log the chunk to the trackers, then print it."""
+
+    def report(info: dict[str, Any]) -> None:
+        trackers.log_chunk(info["members"], info["metrics"])
+        if printer is not None:
+            printer(info)
+
+    return report
+
+
 def eta(info: dict[str, Any]) -> float:
     """Seconds left at the run's pace so far: run time only (compile time is reported apart)."""
     left = info["num_iterations"] - info["iteration"]
