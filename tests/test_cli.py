@@ -105,6 +105,7 @@ def test_tiny_sweep_writes_config_table_curve_and_checkpoint(tmp_path, capsys, t
         "metrics.csv",
         "status.json",
         "summary.json",
+        "tensorboard",
     ]
     assert json.loads((out / "status.json").read_text())["state"] == "complete"
 
