@@ -208,10 +208,34 @@ def list_envs(args: argparse.Namespace) -> int:
     return 0
 
 
+CPU_DEVICES_FLAG = "--xla_force_host_platform_device_count"
+
+
+def use_all_cpu_cores() -> None:
+    """Split the CPU into one JAX device per core, so a population is sharded over all of them.
+
+    Only the CPU platform is affected (on a GPU host the GPUs are the devices). The count is
+    ``RPO_JAX_CPU_DEVICES`` if set, else the cores this process may use; an ``XLA_FLAGS`` that
+    already names a count wins. It must run before JAX starts its backends (the first
+    ``jax.devices()``); later it has no effect.
+    """
+    flags = os.environ.get("XLA_FLAGS", "")
+    if CPU_DEVICES_FLAG in flags:
+        return
+    text = os.environ.get("RPO_JAX_CPU_DEVICES", "")
+    count = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    if text:
+        if not text.isdigit() or int(text) < 1:
+            raise errors.InputError(f"RPO_JAX_CPU_DEVICES must be a positive integer, got {text!r}")
+        count = int(text)
+    os.environ["XLA_FLAGS"] = f"{flags} {CPU_DEVICES_FLAG}={count}".strip()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """``rpo-jax``: dispatches to the subcommand; returns its exit status (2 for bad input)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
+        use_all_cpu_cores()
         args = _build_parser().parse_args(argv)
         args.argv = argv
         return args.handler(args)

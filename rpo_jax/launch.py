@@ -80,7 +80,12 @@ def _parse_seeds(text: str) -> Any:
         raise ConfigError(f"--seeds must be a count or a comma-separated list of integers, got '{text}'") from None
 
 
-def _select_devices(requested: int | None, distributed: bool) -> list:
+def _select_devices(requested: int | None, distributed: bool, members: int | None = None) -> list:
+    """``--devices N``, else every visible device, but no more than a compiled program's ``members``.
+
+    More devices than members would only pad the population with copies (a population of one
+    would even turn vmapped); multi-host runs keep all devices.
+    """
     import jax
 
     if requested is not None and requested <= 0:
@@ -91,8 +96,15 @@ def _select_devices(requested: int | None, distributed: bool) -> list:
     if requested is not None:
         if requested > len(devices):
             raise ConfigError(f"--devices {requested} but only {len(devices)} devices are visible")
-        devices = devices[:requested]
+        return devices[:requested]
+    if members is not None and not distributed:
+        devices = devices[: max(1, min(len(devices), members))]
     return devices
+
+
+def members_per_program(config: ExperimentConfig) -> int:
+    """Members of one compiled program: the population of one static point."""
+    return len(config.sweep.members(config.hparams)) // len(config.sweep.static_points())
 
 
 def _checkpoint_policy(args: argparse.Namespace):
@@ -116,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         config = resolve_config(args)
         policy = _checkpoint_policy(args)
-        devices = _select_devices(args.devices, args.distributed)
+        devices = _select_devices(args.devices, args.distributed, members_per_program(config))
         claim = _claim_new(args) if args.out else None
     except errors.InputError as err:
         return errors.report(err)
@@ -138,7 +150,7 @@ def resume_run(args: argparse.Namespace) -> int:
             return 0
         config = config_io.config_from_dict(config_io.load_yaml(str(claim.write_dir / "config.yaml")))
         ran_on = status.get("devices")
-        devices = _select_devices(args.devices, args.distributed)
+        devices = _select_devices(args.devices, args.distributed, members_per_program(config))
         if args.devices is None and isinstance(ran_on, int):
             if ran_on > len(devices):
                 raise ConfigError(

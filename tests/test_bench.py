@@ -265,3 +265,19 @@ def test_normalizer_drift_runs_and_stays_within_float64_accuracy():
     line = next(x for x in proc.stdout.splitlines() if "rpo_jax.normalization" in x)
     errors = [float(v) for v in line.split("[")[1].rstrip("]").split()]
     assert len(errors) == 2 and max(abs(e) for e in errors) < 1e-5, line
+
+
+def test_cpu_devices_runs_both_settings(tmp_path):
+    config = tmp_path / "tiny.yaml"
+    config.write_text(
+        "train: {env: gymnax/Pendulum-v1, num_envs: 2, num_steps: 32, num_minibatches: 2, update_epochs: 1}\n"
+        "sweep: {seeds: 2}\n"
+    )
+    cmd = [sys.executable, "-m", "bench.cpu_devices", "--config", str(config), "--steps", "128", "--rounds", "1"]
+    proc = subprocess.run([*cmd, "--out", str(tmp_path)], cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    (path,) = tmp_path.glob("cpu_devices-*.json")
+    record = json.loads(path.read_text())
+    assert record["runs"]["one_device"][0]["devices"] == 1
+    assert record["runs"]["default"][0]["devices"] == min(2, record["cores"])
+    assert _positive(record["ratio_steps_per_s"]) and _positive(record["ratio_wall"])

@@ -232,3 +232,22 @@ def test_every_hyperparameter_can_be_swept_and_read_back(tmp_path, capsys):
             assert (rows[column] == expected).all(), (member, column)
     lr_member = table[(table["member"] == list(values).index("learning_rate")) & (table["iteration"] == 0)]
     assert lr_member["learning_rate_current"].iloc[0] == pytest.approx(1e-3)  # it trained with its value
+
+
+def _cli_process(args, env):
+    cmd = [sys.executable, "-m", "rpo_jax.cli", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
+
+
+def test_a_sweep_uses_every_core_by_default_and_one_member_one_device(tmp_path, tiny_config):
+    env = {k: v for k, v in os.environ.items() if k not in ("RPO_JAX_CPU_DEVICES", "XLA_FLAGS")}
+    cores = len(os.sched_getaffinity(0))
+    sweep = _cli_process(["sweep", tiny_config, "--seeds", "4", "--out", str(tmp_path / "s"), "--quiet"], env)
+    assert sweep.returncode == 0, sweep.stderr
+    assert f"{min(cores, 4)} device(s)" in sweep.stdout
+    assert json.loads((tmp_path / "s" / "status.json").read_text())["devices"] == min(cores, 4)
+    one = _cli_process(["train", tiny_config, "--out", str(tmp_path / "t"), "--quiet"], env)
+    assert one.returncode == 0 and "1 device(s)" in one.stdout  # no padding copies for a single member
+    bad = _cli_process(["sweep", tiny_config, "--quiet"], {**env, "RPO_JAX_CPU_DEVICES": "zero"})
+    assert bad.returncode == 2
+    assert bad.stderr.strip() == "rpo-jax: error: RPO_JAX_CPU_DEVICES must be a positive integer, got 'zero'"

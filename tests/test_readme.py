@@ -70,7 +70,7 @@ def _rpo_jax_commands() -> list[list[str]]:
 
 def test_the_readme_shows_the_commands_this_test_knows():
     names = {c[0] for c in _rpo_jax_commands()}
-    assert {"sweep", "train", "resume", "report", "robustness"} <= names, names
+    assert {"sweep", "train", "resume", "report", "robustness", "evaluate", "config", "envs"} <= names, names
     for span in re.findall(r"`rpo-jax (\w+)", README):  # every subcommand named in prose exists
         assert span in cli._build_parser()._subparsers._group_actions[0].choices, span
 
@@ -126,6 +126,7 @@ def _interrupt(args: list[str]) -> None:
 
 def test_every_rpo_jax_command_of_the_readme_runs(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("WANDB_MODE", "offline")  # --track without an account
     commands = [_tiny(c) for c in _rpo_jax_commands()]
     resumed = {c[1] for c in commands if c[0] == "resume"}
     for args in commands:
@@ -139,6 +140,13 @@ def test_every_rpo_jax_command_of_the_readme_runs(tmp_path, monkeypatch, capsys)
         assert json.loads((tmp_path / run / "status.json").read_text())["state"] == "complete", run
     assert (tmp_path / "runs/qs/robustness/robustness.csv").is_file()
     assert (tmp_path / "runs/report").is_dir()
+    assert (tmp_path / "runs/qs/evaluation/evaluation.csv").is_file()
+    assert list((tmp_path / "runs/tracked/wandb").glob("offline-run-*/*.wandb"))
+    assert list((tmp_path / "runs/tracked/tensorboard").glob("*/*/events.out.tfevents.*"))
+    (code,) = [b for b in _blocks("python") if "load_policy" in b]  # the load-and-act example, on runs/qs
+    namespace: dict = {}
+    exec(compile(code, "README.md", "exec"), namespace)
+    assert namespace["action"].shape == (1,) and namespace["returns"].shape == (8,)
 
 
 def test_the_library_example_runs():
@@ -148,6 +156,17 @@ def test_the_library_example_runs():
     namespace: dict = {}
     exec(compile(code, "README.md", "exec"), namespace)
     assert namespace["metrics"]["episode_return"].shape == (8, 2)
+
+
+@pytest.mark.slow  # about a minute of PyPI metadata downloads
+def test_the_gpu_install_resolves():
+    """The README's GPU install line, as a dry run (needs PyPI, as every install does; downloads no CUDA wheel)."""
+    (line,) = [c for c in _bash_commands() if "[cuda12]" in c]
+    args = shlex.split(line)
+    assert args[:3] == ["pip", "install", "-e"]
+    cmd = [sys.executable, "-m", "pip", "install", "--dry-run", "--quiet", *args[2:]]
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
 
 
 @pytest.mark.parametrize("span", ["rpo-jax resume RUN_DIR"])
