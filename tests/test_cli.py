@@ -251,3 +251,29 @@ def test_a_sweep_uses_every_core_by_default_and_one_member_one_device(tmp_path, 
     bad = _cli_process(["sweep", tiny_config, "--quiet"], {**env, "RPO_JAX_CPU_DEVICES": "zero"})
     assert bad.returncode == 2
     assert bad.stderr.strip() == "rpo-jax: error: RPO_JAX_CPU_DEVICES must be a positive integer, got 'zero'"
+
+
+def test_help_texts_have_no_raw_rst_and_version_names_jax(capsys):
+    parser = cli._build_parser()
+    subparsers = parser._subparsers._group_actions[0].choices
+    assert {"train", "sweep", "resume", "config", "envs", "evaluate", "report", "robustness"} <= set(subparsers)
+    for text in [parser.format_help()] + [p.format_help() for p in subparsers.values()]:
+        for markup in ("``", ":func:", ":mod:", ":class:", ":data:"):
+            assert markup not in text, text
+    assert cli.main(["--version"]) == 0
+    assert capsys.readouterr().out.startswith(f"rpo-jax {rpo_jax_version()} (jax 0.9")
+
+
+def rpo_jax_version() -> str:
+    import rpo_jax
+
+    return rpo_jax.__version__
+
+
+def test_envs_lists_every_family(capsys):
+    assert cli.main(["envs"]) == 0
+    out = capsys.readouterr().out
+    assert "brax/ant" in out and "dmc/CartpoleSwingup" in out and "gymnax/Pendulum-v1" in out
+    assert cli.main(["envs", "gymnax"]) == 0 and "brax/" not in capsys.readouterr().out
+    assert cli.main(["envs", "atari"]) == 2
+    assert "unknown environment family 'atari'" in capsys.readouterr().err
