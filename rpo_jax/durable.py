@@ -118,9 +118,22 @@ def checkpoint_manager(run_dir: str | os.PathLike, point: int, keep: int = 2):
     return ocp.CheckpointManager(pathlib.Path(run_dir).absolute() / RESUME_DIR / f"point-{point}", options=options)
 
 
+def _without_empty(tree: Any) -> Any:
+    """``tree`` with its zero-size arrays as None: orbax cannot save them (MJX states hold some, e.g. ``data.act``)."""
+    return jax.tree.map(lambda x: None if np.size(x) == 0 else x, tree)
+
+
+def _with_empty(restored: Any, target: Any) -> Any:
+    """Undoes :func:`_without_empty`: ``target``'s structure, zero-size leaves rebuilt from their shapes."""
+    saved = iter(jax.tree.leaves(restored))
+    leaves = [np.empty(t.shape, t.dtype) if np.size(t) == 0 else next(saved) for t in jax.tree.leaves(target)]
+    return jax.tree.unflatten(jax.tree.structure(target), leaves)
+
+
 def _save(manager, iteration: int, state: Any, history: dict[str, np.ndarray]) -> None:
     import orbax.checkpoint as ocp
 
+    state = _without_empty(state)
     args = ocp.args.Composite(state=ocp.args.StandardSave(state), history=ocp.args.StandardSave(history))
     manager.save(iteration, args=args, force=True)
 
@@ -135,12 +148,15 @@ def _restore(manager, state_target: Any) -> population.Resume | None:
     target = jax.tree.map(lambda s: np.empty(s.shape, s.dtype), state_target)
     try:
         restored = manager.restore(
-            step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target), history=ocp.args.StandardRestore())
+            step,
+            args=ocp.args.Composite(
+                state=ocp.args.StandardRestore(_without_empty(target)), history=ocp.args.StandardRestore()
+            ),
         )
     except Exception as e:  # orbax raises many types for corrupt or mismatched data
         raise ValueError(f"cannot read checkpoint {manager.directory / str(step)}: {results.one_line(e)}") from e
     history = {k: np.asarray(v) for k, v in restored["history"].items()}
-    return population.Resume(iteration=int(step), state=restored["state"], metrics=history)
+    return population.Resume(iteration=int(step), state=_with_empty(restored["state"], target), metrics=history)
 
 
 def run_durable(

@@ -15,11 +15,12 @@ import sys
 import time
 
 import chex
+import jax
 import numpy as np
 import pandas as pd
 import pytest
 
-from rpo_jax import cli, config_io, results, rundir
+from rpo_jax import cli, config_io, durable, results, rundir
 
 PENDULUM = """
 train:
@@ -316,3 +317,17 @@ def test_resume_on_fewer_devices_than_the_run_used_is_one_line(pendulum_referenc
     assert cli.main(["resume", str(out)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "ran on 99 devices" in err and "--devices" in err, err
+
+
+def test_checkpoints_keep_zero_size_arrays(tmp_path):
+    """MJX states hold zero-size arrays (e.g. ``data.act`` of a model without actuator state), which
+    orbax refuses to save; a resume checkpoint must round-trip them (dmc/ runs with --out)."""
+    qpos = np.arange(6, dtype=np.float32).reshape(2, 3)
+    state = {"qpos": qpos, "act": np.zeros((2, 0), np.float32), "n": np.int32(3)}
+    manager = durable.checkpoint_manager(tmp_path, point=0)
+    durable._save(manager, 4, state, {"episode_return": np.ones((2, 4), np.float32)})
+    target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(np.shape(x), np.asarray(x).dtype), state)
+    resume = durable._restore(manager, target)
+    assert resume.iteration == 4 and resume.state["act"].shape == (2, 0)
+    np.testing.assert_array_equal(resume.state["qpos"], state["qpos"])
+    assert int(resume.state["n"]) == 3 and resume.metrics["episode_return"].shape == (2, 4)
