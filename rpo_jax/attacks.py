@@ -24,7 +24,7 @@ the divergence of two action distributions. Every attack is written so that ``ep
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -36,9 +36,9 @@ from rpo_jax import pgd
 class Target:
     """The attacked member, as pure functions of a point in the space eps is measured in."""
 
-    policy: Callable[[jax.Array], tuple[jax.Array, jax.Array]]  # point -> (loc, log_scale)
-    value: Callable[[jax.Array], jax.Array]  # point -> V
-    divergence: Callable[[tuple, tuple], jax.Array]  # D_J of two (loc, log_scale), per sample
+    policy: Callable[[jax.Array], Any]  # point -> the policy's output: (loc, log_scale), or DDPG's mu
+    value: Callable[[jax.Array], jax.Array]  # point -> V (DDPG: Q(s, mu(s)))
+    divergence: Callable[[Any, Any], jax.Array]  # D of two policy outputs, per sample (D_J; DDPG: ||.||^2)
     perturbed: Callable[[jax.Array, jax.Array], jax.Array]  # (base, delta) -> the point the agent sees
 
 

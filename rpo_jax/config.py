@@ -131,6 +131,19 @@ class TrainConfig:
         "(about 3x cheaper)",
         choices=lambda: SMOOTHNESS_PGD,
     )
+    smoothness_target: str = _field(
+        "actor",
+        "SR^2L: what is smoothed: the policy (PPO-SR, TRPO-SR, DDPG-SR-A) or DDPG's critic Q (DDPG-SR-C)",
+        choices=("actor", "critic"),
+    )
+    buffer_size: int = _field(1_000_000, "DDPG: replay buffer capacity (FIFO)", check=POSITIVE)
+    learning_starts: int = _field(
+        10_000, "DDPG: env steps per member of uniform random actions before any update (garage's min_buffer_size)"
+    )
+    replay_batch_size: int = _field(64, "DDPG: transitions per gradient step, uniform from the buffer", check=POSITIVE)
+    updates_per_iteration: int = _field(
+        50, "DDPG: gradient steps (critic, actor, targets) after each rollout of num_envs x num_steps", check=POSITIVE
+    )
     eval_every: int = _field(
         0,
         "evaluate the deterministic policy on fresh episodes after every N-th chunk and the last "
@@ -155,18 +168,11 @@ class TrainConfig:
         """Raises ConfigError on the first invalid value: each field by its metadata, then across fields."""
         for f in dataclasses.fields(self):
             _check_field(f, getattr(self, f.name))
-        if self.batch_size % self.num_minibatches:
-            raise ConfigError(
-                f"train.num_minibatches={self.num_minibatches} does not divide the batch "
-                f"num_envs*num_steps={self.batch_size}"
-            )
         if self.total_timesteps < self.batch_size:
             raise ConfigError(
                 f"train.total_timesteps={self.total_timesteps} is less than one iteration "
                 f"(num_envs*num_steps={self.batch_size})"
             )
-        if self.smoothness and self.action_dist != "gaussian":
-            raise ConfigError("train.smoothness needs train.action_dist=gaussian (D_J in closed form)")
         algorithms.get(self.algorithm).validate(self)
         if not self.rad_scale_low <= self.rad_scale_high:
             raise ConfigError(
@@ -243,6 +249,9 @@ class HParams:
     lambda_s: Any = _hparam(1.0, "SR^2L regulariser weight (train.smoothness)")
     sr_eps: Any = _hparam(0.01, "SR^2L perturbation radius eps (train.smoothness)")
     max_kl: Any = _hparam(0.01, "TRPO trust region delta (train.algorithm: trpo)")
+    tau: Any = _hparam(0.01, "DDPG: target networks track by theta' <- tau theta + (1 - tau) theta' per step")
+    exploration_noise: Any = _hparam(0.1, "DDPG: Gaussian action noise std, in units of half the action range")
+    critic_learning_rate: Any = _hparam(1e-3, "DDPG: the critic's Adam learning rate (learning_rate: the actor's)")
 
 
 HPARAM_NAMES: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(HParams))
@@ -260,6 +269,9 @@ _HPARAM_RULES = {
     "anneal_alpha": (lambda v: v in (0, 1), "0 or 1"),
     "drac_coef": (lambda v: v >= 0, ">= 0"),
     "lambda_s": (lambda v: v >= 0, ">= 0"),
+    "tau": (lambda v: 0 < v <= 1, "in (0, 1]"),
+    "exploration_noise": (lambda v: v >= 0, ">= 0"),
+    "critic_learning_rate": (lambda v: v > 0, "> 0"),
     "sr_eps": (lambda v: v >= 0, ">= 0"),
     "max_kl": (lambda v: v > 0, "> 0"),
 }

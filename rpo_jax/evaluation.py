@@ -95,8 +95,7 @@ def make_evaluator(
     import jax.numpy as jnp
 
     from rpo_jax import attacks as attacks_mod
-    from rpo_jax import divergences, normalization
-    from rpo_jax.distributions import action_distribution
+    from rpo_jax import normalization
 
     attacks = tuple(attacks)
     for name in attacks:
@@ -106,8 +105,6 @@ def make_evaluator(
         raise RobustnessError(f"unknown space {space!r}; choose normalized or raw")
     cfg = trainer.config
     env = trainer.env
-    actor_apply = trainer.actor.apply
-    critic_apply = trainer.critic.apply
     low = jnp.asarray(env.action_low)
     high = jnp.asarray(env.action_high)
     horizon = env.episode_length
@@ -129,19 +126,7 @@ def make_evaluator(
         def perturbed(base, delta):
             return base + delta * scale
 
-        def divergence(clean, other):
-            if cfg.action_dist == "gaussian":
-                return divergences.jeffreys_gaussian(clean[0], clean[1], other[0], other[1])
-            return divergences.jeffreys(
-                action_distribution(cfg.action_dist, *clean), action_distribution(cfg.action_dist, *other)
-            )
-
-        target = attacks_mod.Target(
-            policy=lambda point: actor_apply(params["actor"], agent_input(point)),
-            value=lambda point: critic_apply(params["critic"], agent_input(point)),
-            divergence=divergence,
-            perturbed=perturbed,
-        )
+        target = trainer.algorithm.attack_target(params, agent_input, perturbed)
 
         def bound(attack):
             return lambda base, k: attack(k, base, eps, target, steps=pgd_steps)
@@ -162,8 +147,7 @@ def make_evaluator(
             point = perturbed(base, delta)
             excess = jnp.maximum(excess, jnp.max(jnp.abs(point - base) / scale - eps))
             magnitude = jnp.maximum(magnitude, jnp.max(jnp.maximum(jnp.abs(point), jnp.abs(base)) / scale))
-            loc, _ = actor_apply(params["actor"], agent_input(point))
-            action = jnp.clip(loc, low, high)
+            action = jnp.clip(trainer.algorithm.act(params, agent_input(point), k, True), low, high)
             env_state, result = jax.vmap(env.step)(env_state, action)
             returns = returns + jnp.where(alive, result.reward, 0.0)
             done = result.terminated | result.truncated

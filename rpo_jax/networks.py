@@ -1,9 +1,11 @@
-"""Actor and critic networks of CleanRL's continuous-action PPO (RPO paper, Table 2).
+"""Actor and critic networks.
 
-Separate multilayer perceptrons with tanh activations and orthogonal
-initialisation: hidden layers with gain sqrt(2), the actor's mean head with gain
-0.01 and the critic's head with gain 1; biases zero. The policy's log standard
-deviation is a state-independent parameter initialised to zero.
+:class:`Actor` / :class:`Critic` are CleanRL's continuous-action PPO (RPO paper, Table 2):
+separate multilayer perceptrons with tanh activations and orthogonal initialisation: hidden
+layers with gain sqrt(2), the actor's mean head with gain 0.01 and the critic's head with gain 1;
+biases zero. The policy's log standard deviation is a state-independent parameter initialised to
+zero. :class:`DeterministicActor` / :class:`QCritic` are DDPG's (SR^2L paper §5: 2 x 64 hidden,
+ReLU, as garage), with flax's default initialisation.
 """
 
 from __future__ import annotations
@@ -47,3 +49,33 @@ class Critic(nn.Module):
         for width in self.hidden:
             x = jnp.tanh(_dense(width, np.sqrt(2.0))(x))
         return _dense(1, 1.0)(x)[..., 0]
+
+
+class DeterministicActor(nn.Module):
+    """DDPG's actor ``mu(s)`` in ``[-1, 1]^A`` (ReLU MLP, tanh output, as garage's ContinuousMLPPolicy).
+
+    The algorithm maps ``[-1, 1]`` affinely onto the env's action bounds.
+    """
+
+    action_size: int
+    hidden: Sequence[int] = (64, 64)
+
+    @nn.compact
+    def __call__(self, obs: jax.Array) -> jax.Array:
+        x = obs
+        for width in self.hidden:
+            x = nn.relu(nn.Dense(width)(x))
+        return jnp.tanh(nn.Dense(self.action_size)(x))
+
+
+class QCritic(nn.Module):
+    """DDPG's critic ``Q(s, a)`` (ReLU MLP on the concatenation, as garage's ContinuousMLPQFunction)."""
+
+    hidden: Sequence[int] = (64, 64)
+
+    @nn.compact
+    def __call__(self, obs: jax.Array, action: jax.Array) -> jax.Array:
+        x = jnp.concatenate([obs, action], axis=-1)
+        for width in self.hidden:
+            x = nn.relu(nn.Dense(width)(x))
+        return nn.Dense(1)(x)[..., 0]

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import importlib
 from typing import Any
 
 import flax.struct
@@ -109,11 +110,19 @@ class Transition:
 
 
 def make_trainer(config: TrainConfig, env: envs.Environment | None = None) -> "Trainer":
-    """Validates ``config`` and builds a :class:`Trainer` (constructs the environment)."""
+    """Validates ``config`` and builds its trainer (constructs the environment).
+
+    A :class:`Trainer` (the on-policy loop), or the loop an algorithm names as its ``trainer_class``
+    (``"module:Class"``; DDPG: :class:`rpo_jax.off_policy.OffPolicyTrainer`).
+    """
     config.validate()
     if env is None:
         env = envs.make_env(config.env, episode_length=config.episode_length, backend=config.backend)
-    return Trainer(config, env)
+    named = getattr(algorithms.get(config.algorithm), "trainer_class", None)
+    if named is None:
+        return Trainer(config, env)
+    module, cls = named.split(":")
+    return getattr(importlib.import_module(module), cls)(config, env)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -326,40 +335,50 @@ class Trainer:
     def run(
         self, state: TrainState, hparams: HParams, num_iterations: int, evaluate: jax.Array | bool = False
     ) -> tuple[TrainState, dict]:
-        """Advances ``state`` by ``num_iterations`` (static) iterations.
-
-        Returns the new state and metrics, each an array ``[num_iterations]``. With
-        ``train.eval_every`` the metrics also hold ``eval_return`` / ``eval_length``: NaN, except
-        at the last iteration when ``evaluate`` (a bool scalar; unbatched under ``vmap``, so it
-        stays a real branch) -- see :meth:`evaluate`.
-        """
-        state, metrics = jax.lax.scan(lambda s, _: self._iteration(s, hparams), state, None, length=num_iterations)
-        if not self.config.eval_every:
-            return state, metrics
-        nan = jnp.full((), jnp.nan, jnp.float32)
-        values = jax.lax.cond(evaluate, self.evaluate, lambda _: (nan, nan), state)
-        values = [jnp.where(state.diverged_at >= 0, jnp.nan, v) for v in values]
-        for name, value in zip(EVAL_METRIC_NAMES, values):
-            metrics[name] = jnp.full((num_iterations,), jnp.nan, jnp.float32).at[-1].set(value)
-        return state, metrics
+        """Advances ``state`` by ``num_iterations`` (static) iterations; see :func:`run_iterations`."""
+        return run_iterations(self, state, hparams, num_iterations, evaluate)
 
     def evaluate(self, state: TrainState) -> tuple[jax.Array, jax.Array]:
-        """Mean return and length of ``train.eval_episodes`` fresh episodes of the deterministic policy.
-
-        The policy is :func:`rpo_jax.policy.make_act` (frozen normaliser statistics, no update);
-        its keys are folded from ``state.key`` without consuming it, so training is the same with
-        and without evaluation, bit for bit.
-        """
-        from rpo_jax import episodes, policy
-
-        act = functools.partial(policy.make_act(self, deterministic=True), state.params, state.normalizer)
-        key = jax.random.fold_in(state.key, EVAL_STREAM)
-        result = episodes.run_episodes(self.env, act, key, self.config.eval_episodes)
-        return jnp.mean(result.returns), jnp.mean(result.lengths.astype(jnp.float32))
+        """See :func:`evaluate_policy`."""
+        return evaluate_policy(self, state)
 
     def train(self, key: jax.Array, hparams: HParams) -> tuple[TrainState, dict]:
         """The whole run of one member: ``init``, all iterations (with ``eval_every``, an evaluation at the end)."""
         return self.run(self.init(key, hparams), hparams, self.num_iterations, evaluate=True)
+
+
+def run_iterations(trainer, state, hparams: HParams, num_iterations: int, evaluate: jax.Array | bool = False):
+    """``num_iterations`` (static) of ``trainer._iteration`` in a ``lax.scan``: the chunk program of any trainer.
+
+    Returns the new state and metrics, each an array ``[num_iterations]``. With ``train.eval_every``
+    the metrics also hold :data:`EVAL_METRIC_NAMES`: NaN, except at the last iteration when
+    ``evaluate`` (a bool scalar; unbatched under ``vmap``, so it stays a real branch) -- see
+    :func:`evaluate_policy`.
+    """
+    state, metrics = jax.lax.scan(lambda s, _: trainer._iteration(s, hparams), state, None, length=num_iterations)
+    if not trainer.config.eval_every:
+        return state, metrics
+    nan = jnp.full((), jnp.nan, jnp.float32)
+    values = jax.lax.cond(evaluate, trainer.evaluate, lambda _: (nan, nan), state)
+    values = [jnp.where(state.diverged_at >= 0, jnp.nan, v) for v in values]
+    for name, value in zip(EVAL_METRIC_NAMES, values):
+        metrics[name] = jnp.full((num_iterations,), jnp.nan, jnp.float32).at[-1].set(value)
+    return state, metrics
+
+
+def evaluate_policy(trainer, state) -> tuple[jax.Array, jax.Array]:
+    """Mean return and length of ``train.eval_episodes`` fresh episodes of the deterministic policy.
+
+    The policy is :func:`rpo_jax.policy.make_act` (frozen normaliser statistics, no update); its
+    keys are folded from ``state.key`` without consuming it, so training is the same with and
+    without evaluation, bit for bit.
+    """
+    from rpo_jax import episodes, policy
+
+    act = functools.partial(policy.make_act(trainer, deterministic=True), state.params, state.normalizer)
+    key = jax.random.fold_in(state.key, EVAL_STREAM)
+    result = episodes.run_episodes(trainer.env, act, key, trainer.config.eval_episodes)
+    return jnp.mean(result.returns), jnp.mean(result.lengths.astype(jnp.float32))
 
 
 def update_is_finite(params: Any, losses: dict[str, jax.Array]) -> jax.Array:

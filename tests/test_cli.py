@@ -216,6 +216,9 @@ def test_every_hyperparameter_can_be_swept_and_read_back(tmp_path, capsys):
         "lambda_s": 0.5,
         "sr_eps": 0.02,
         "max_kl": 0.02,
+        "tau": 0.05,
+        "exploration_noise": 0.2,
+        "critic_learning_rate": 3e-4,
     }
     assert set(values) == set(cfgmod.HPARAM_NAMES)
     variants = "".join(f"\n    - {{{name}: {value!r}}}" for name, value in values.items())

@@ -125,6 +125,10 @@ def test_int_and_float_field_lists():
         "trpo_backtrack_iters",
         "eval_every",
         "eval_episodes",
+        "buffer_size",
+        "learning_starts",
+        "replay_batch_size",
+        "updates_per_iteration",
     }
     assert set(config_io._TRAIN_FLOAT_FIELDS) == {
         "obs_clip",

@@ -331,3 +331,41 @@ def test_checkpoints_keep_zero_size_arrays(tmp_path):
     assert resume.iteration == 4 and resume.state["act"].shape == (2, 0)
     np.testing.assert_array_equal(resume.state["qpos"], state["qpos"])
     assert int(resume.state["n"]) == 3 and resume.metrics["episode_return"].shape == (2, 4)
+
+
+# DDPG: the replay buffer, target networks and both optimisers are in the resume checkpoint.
+DDPG = """
+train:
+  env: gymnax/Pendulum-v1
+  algorithm: ddpg
+  num_envs: 2
+  num_steps: 32
+  total_timesteps: {total}
+  normalize_rewards: false
+  buffer_size: 500
+  learning_starts: 128
+  replay_batch_size: 16
+  updates_per_iteration: 4
+  smoothness: true
+hparams:
+  lambda_s: 1.0
+sweep:
+  seeds: 2
+  chunk_iterations: {chunk}
+"""
+
+
+def test_kill9_then_resume_equals_uninterrupted_ddpg(tmp_path):
+    config = _config(tmp_path, DDPG, total=64 * 24, chunk=2)  # 24 iterations; the buffer wraps at ~8
+    reference = tmp_path / "reference"
+    assert cli.main(["sweep", config, "--out", str(reference), "--quiet"]) == 0
+    out = tmp_path / "run"
+    at = random.Random(os.getpid()).randrange(4, 20, 2)
+    proc = _start(
+        ["sweep", config, "--out", str(out), "--quiet", "--checkpoint-every", "1", "--checkpoint-minutes", "0"]
+    )
+    _wait_for(proc, out, lambda s: s.get("checkpoint_iteration", 0) >= at)
+    proc.kill()
+    proc.wait()
+    assert cli.main(["resume", str(out), "--quiet"]) == 0
+    _assert_same_run(reference, out)

@@ -13,7 +13,12 @@ The protocol (:class:`Algorithm`), bound to a trainer by ``ALGORITHMS[name](trai
   algorithm has none) as scalars, plus its own diagnostics;
 * ``act(params, obs, key, deterministic) -> action`` -- pure; the action (before clipping to the
   env's bounds) for the agent's normalised ``obs`` of any leading shape: the policy's deterministic
-  action, or its exploration draw. Used by evaluation, ``rpo_jax.load_policy`` and rendering.
+  action, or its exploration draw. Used by evaluation, ``rpo_jax.load_policy`` and rendering;
+* ``attack_target(params, agent_input, perturbed) -> rpo_jax.attacks.Target`` -- the member as the
+  robustness attacks see it (policy output, value, policy divergence).
+
+An algorithm may name its own loop as ``trainer_class = "module:Class"`` (DDPG: the off-policy loop
+of :mod:`rpo_jax.off_policy`); the on-policy :class:`rpo_jax.train.Trainer` is the default.
 
 Adding an algorithm is a module here and one line in :data:`ALGORITHMS`; ``train.algorithm`` then
 accepts its name.
@@ -40,11 +45,14 @@ class Algorithm(Protocol):
 
     def act(self, params: Any, obs: Any, key: Any, deterministic: bool) -> Any: ...
 
+    def attack_target(self, params: Any, agent_input: Any, perturbed: Any) -> Any: ...
+
 
 # name -> "module:Class", imported when first used, so config validation can list the names without jax.
 ALGORITHMS: dict[str, str] = {
     "ppo": "rpo_jax.algorithms.ppo:PPO",  # PPO, and RPO when alpha > 0 (RPO paper); PPO-SR with train.smoothness
     "trpo": "rpo_jax.algorithms.trpo:TRPO",  # TRPO, and TRPO-SR with train.smoothness (SR^2L paper)
+    "ddpg": "rpo_jax.algorithms.ddpg:DDPG",  # DDPG, DDPG-SR-A / -SR-C with train.smoothness (SR^2L paper)
 }
 
 

@@ -21,11 +21,41 @@ import jax.numpy as jnp
 import optax
 
 from rpo_jax import augmentation, loss_terms, ppo
-from rpo_jax.config import HParams, TrainConfig
+from rpo_jax.config import ConfigError, HParams, TrainConfig
 from rpo_jax.distributions import action_distribution
 
 if TYPE_CHECKING:
     from rpo_jax.train import Trainer, TrainState
+
+
+def validate_on_policy(config: TrainConfig) -> None:
+    """What every on-policy algorithm here needs: minibatches that divide the batch, a smoothed policy."""
+    if config.batch_size % config.num_minibatches:
+        raise ConfigError(
+            f"train.num_minibatches={config.num_minibatches} does not divide the batch "
+            f"num_envs*num_steps={config.batch_size}"
+        )
+    if config.smoothness and config.smoothness_target != "actor":
+        raise ConfigError(f"train.smoothness_target={config.smoothness_target} needs train.algorithm=ddpg")
+
+
+def stochastic_actor_target(trainer: Trainer, params: Any, agent_input, perturbed):
+    """:class:`rpo_jax.attacks.Target` of a stochastic-actor member: ``pi`` as (loc, log_scale), V, D_J."""
+    from rpo_jax import attacks, divergences
+
+    dist = trainer.config.action_dist
+
+    def divergence(clean, other):
+        if dist == "gaussian":  # closed form
+            return divergences.jeffreys_gaussian(clean[0], clean[1], other[0], other[1])
+        return divergences.jeffreys(action_distribution(dist, *clean), action_distribution(dist, *other))
+
+    return attacks.Target(
+        policy=lambda point: trainer.actor.apply(params["actor"], agent_input(point)),
+        value=lambda point: trainer.critic.apply(params["critic"], agent_input(point)),
+        divergence=divergence,
+        perturbed=perturbed,
+    )
 
 
 def stochastic_actor_act(
@@ -51,10 +81,15 @@ class PPO:
 
     @staticmethod
     def validate(config: TrainConfig) -> None:
-        """Every PPO setting is valid here (the config checks its own fields)."""
+        validate_on_policy(config)
+        if config.smoothness and config.action_dist != "gaussian":
+            raise ConfigError("train.smoothness needs train.action_dist=gaussian (D_J in closed form)")
 
     def act(self, params: Any, obs: jax.Array, key: jax.Array, deterministic: bool) -> jax.Array:
         return stochastic_actor_act(self.trainer, params, obs, key, deterministic)
+
+    def attack_target(self, params: Any, agent_input, perturbed):
+        return stochastic_actor_target(self.trainer, params, agent_input, perturbed)
 
     def loss(
         self, params: Any, batch: ppo.Batch, hparams: HParams, key: jax.Array, obs_adv: jax.Array | None = None

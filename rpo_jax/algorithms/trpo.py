@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import optax
 
 from rpo_jax import divergences, loss_terms, ppo, trpo
-from rpo_jax.algorithms.ppo import stochastic_actor_act
+from rpo_jax.algorithms.ppo import stochastic_actor_act, stochastic_actor_target, validate_on_policy
 from rpo_jax.config import ConfigError, HParams, TrainConfig
 from rpo_jax.distributions import action_distribution
 
@@ -36,11 +36,15 @@ class TRPO:
 
     @staticmethod
     def validate(config: TrainConfig) -> None:
+        validate_on_policy(config)
         if config.action_dist != "gaussian":
             raise ConfigError("train.algorithm=trpo needs train.action_dist=gaussian")
 
     def act(self, params: Any, obs: jax.Array, key: jax.Array, deterministic: bool) -> jax.Array:
         return stochastic_actor_act(self.trainer, params, obs, key, deterministic)
+
+    def attack_target(self, params: Any, agent_input, perturbed):
+        return stochastic_actor_target(self.trainer, params, agent_input, perturbed)
 
     def _fit_critic(self, state: TrainState, hparams: HParams, batch: ppo.Batch, key: jax.Array):
         cfg = self.config
