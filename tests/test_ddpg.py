@@ -6,6 +6,7 @@ import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pandas as pd
 import pytest
 
 from rpo_jax import pgd, replay
@@ -211,3 +212,48 @@ def test_ddpg_act_is_the_actor_in_env_units():
     noisy = trainer.algorithm.act(state.params, obs, jax.random.PRNGKey(1), False)
     assert not np.allclose(noisy, action) and np.all(np.abs(noisy) <= 2.0)
     assert isinstance(trainer.algorithm, DDPG)
+
+
+DDPG_SWEEP = """
+train:
+  env: gymnax/Pendulum-v1
+  algorithm: ddpg
+  num_envs: 1
+  num_steps: 100
+  total_timesteps: 6000
+  normalize_rewards: false
+  buffer_size: 10000
+  learning_starts: 1000
+  updates_per_iteration: 50
+  smoothness: true
+  eval_every: 1
+  eval_episodes: 4
+hparams:
+  learning_rate: 1.0e-4
+sweep:
+  seeds: 2
+  chunk_iterations: 20
+  grid:
+    lambda_s: [0.0, 10.0]
+"""
+
+
+def test_a_ddpg_sweep_is_evaluated_attacked_loaded_and_reported(tmp_path, capsys):
+    from rpo_jax import cli, episodes, load_policy
+
+    (tmp_path / "ddpg.yaml").write_text(DDPG_SWEEP)
+    run = tmp_path / "run"
+    assert cli.main(["sweep", str(tmp_path / "ddpg.yaml"), "--out", str(run), "--quiet"]) == 0
+    assert cli.main(["evaluate", str(run), "--episodes", "4"]) == 0
+    table = pd.read_csv(run / "evaluation" / "evaluation.csv")
+    assert len(table) == 4 and table["return_mean"].notna().all()
+    args = ["robustness", str(run), "--eps", "0.1", "--attacks", "random,mad,critic,fgsm", "--episodes", "2"]
+    assert cli.main(args) == 0  # the ball check passed for every attack
+    rows = pd.read_csv(run / "robustness" / "robustness.csv")
+    assert set(rows["attack"]) == {"random", "mad", "critic", "fgsm"} and rows["return_mean"].notna().all()
+    policy = load_policy(run, member=3)  # lambda_s = 10
+    assert policy.member["lambda_s"] == 10.0
+    result = jax.jit(lambda k: episodes.run_episodes(policy.env, policy, k, 4))(jax.random.PRNGKey(0))
+    assert np.all(np.isfinite(np.asarray(result.returns)))
+    assert cli.main(["report", str(run), "--out", str(tmp_path / "report"), "--baseline", "lambda_s=0"]) == 0
+    assert any((tmp_path / "report").iterdir())
