@@ -291,7 +291,7 @@ def validate_hparam(name: str, value: Any, where: str = "hparams") -> float:
 
 # Static TrainConfig fields a sweep may vary: each value is its own compile, run
 # one after another in the same process and reported as one population.
-STATIC_SWEEP_FIELDS: tuple[str, ...] = ("action_dist", "augmentation", "algorithm", "smoothness")
+STATIC_SWEEP_FIELDS: tuple[str, ...] = ("action_dist", "augmentation", "algorithm", "smoothness", "smoothness_target")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -281,3 +281,15 @@ def test_cpu_devices_runs_both_settings(tmp_path):
     assert record["runs"]["one_device"][0]["devices"] == 1
     assert record["runs"]["default"][0]["devices"] == min(2, record["cores"])
     assert _positive(record["ratio_steps_per_s"]) and _positive(record["ratio_wall"])
+
+
+def test_ddpg_bench_runs_at_tiny_sizes(tmp_path):
+    cmd = [sys.executable, "-m", "bench.ddpg", "--env", "gymnax/Pendulum-v1", "--members", "2", "--num-steps", "16"]
+    cmd += ["--updates", "2", "--pgd-steps", "2", "--reps", "1", "--out", str(tmp_path)]
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    (path,) = tmp_path.glob("ddpg-*.json")
+    record = json.loads(path.read_text())
+    for name in ("raw env", "ddpg", "ddpg-sr-a", "ddpg-sr-c"):
+        assert _positive(record["env_steps_per_s"][name]), name
+    assert _positive(record["ddpg_vs_raw"]) and _positive(record["sr_a_cost"]) and _positive(record["sr_c_cost"])

@@ -70,7 +70,7 @@ def _rpo_jax_commands() -> list[list[str]]:
 
 def test_the_readme_shows_the_commands_this_test_knows():
     names = {c[0] for c in _rpo_jax_commands()}
-    assert {"sweep", "train", "resume", "report", "robustness", "evaluate", "config", "envs"} <= names, names
+    assert {"sweep", "train", "resume", "report", "robustness", "evaluate", "render", "config", "envs"} <= names, names
     for span in re.findall(r"`rpo-jax (\w+)", README):  # every subcommand named in prose exists
         assert span in cli._build_parser()._subparsers._group_actions[0].choices, span
 
@@ -141,6 +141,8 @@ def test_every_rpo_jax_command_of_the_readme_runs(tmp_path, monkeypatch, capsys)
     assert (tmp_path / "runs/qs/robustness/robustness.csv").is_file()
     assert (tmp_path / "runs/report").is_dir()
     assert (tmp_path / "runs/qs/evaluation/evaluation.csv").is_file()
+    assert (tmp_path / "runs/ip/episode.gif").stat().st_size > 0
+    assert json.loads((tmp_path / "runs/ddpg_swimmer/status.json").read_text())["state"] == "complete"
     assert list((tmp_path / "runs/tracked/wandb").glob("offline-run-*/*.wandb"))
     assert list((tmp_path / "runs/tracked/tensorboard").glob("*/*/events.out.tfevents.*"))
     (code,) = [b for b in _blocks("python") if "load_policy" in b]  # the load-and-act example, on runs/qs
