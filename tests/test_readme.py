@@ -174,3 +174,15 @@ def test_the_gpu_install_resolves():
 @pytest.mark.parametrize("span", ["rpo-jax resume RUN_DIR"])
 def test_synopses_are_not_taken_for_examples(span):
     assert span not in _inline_examples()
+
+
+def test_the_compile_cache_paths_in_the_readme_are_the_codes():
+    import os
+
+    from rpo_jax import cache
+
+    conftest = (REPO / "tests" / "conftest.py").read_text()
+    assert cache.DEFAULT_DIR == os.path.expanduser("~/.cache/rpo_jax/xla") and "`~/.cache/rpo_jax/xla`" in README
+    assert '"~/.cache/rpo_jax_jax_cache"' in conftest and "`~/.cache/rpo_jax_jax_cache`" in README
+    for path in re.findall(r"`(~/\.cache/[^`]+)`", README):
+        assert path in ("~/.cache/rpo_jax/xla", "~/.cache/rpo_jax_jax_cache"), path
