@@ -161,6 +161,7 @@ def test_results_markdown_keeps_other_devices(tmp_path):
     assert text.count("<!-- results: cpu: cpu -->") == 1
 
 
+@pytest.mark.slow  # about a minute: three compiled trainers; run with -m slow
 def test_breakdown_runs_at_tiny_sizes_and_writes_every_program(tmp_path):
     cmd = [
         sys.executable,
@@ -217,6 +218,7 @@ def test_breakdown_runs_at_tiny_sizes_and_writes_every_program(tmp_path):
     assert bad.returncode == 2 and "--members" in bad.stderr
 
 
+@pytest.mark.slow  # about a minute: three compiled trainers; run with -m slow
 def test_regularizer_cost_runs_at_tiny_sizes(tmp_path):
     cmd = [
         sys.executable,
@@ -283,6 +285,7 @@ def test_cpu_devices_runs_both_settings(tmp_path):
     assert _positive(record["ratio_steps_per_s"]) and _positive(record["ratio_wall"])
 
 
+@pytest.mark.slow  # about a minute: three compiled trainers; run with -m slow
 def test_ddpg_bench_runs_at_tiny_sizes(tmp_path):
     cmd = [sys.executable, "-m", "bench.ddpg", "--env", "gymnax/Pendulum-v1", "--members", "2", "--num-steps", "16"]
     cmd += ["--updates", "2", "--pgd-steps", "2", "--reps", "1", "--out", str(tmp_path)]
