@@ -8,7 +8,7 @@ training (``train.eval_every``), ``rpo-jax evaluate`` and ``rpo-jax render``.
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable
 
 import flax
 import jax
@@ -22,13 +22,20 @@ ActFn = Callable[[jax.Array, jax.Array], jax.Array]
 
 @flax.struct.dataclass
 class Episodes:
-    """Per slot: ``returns`` float32 ``[N]`` (undiscounted) and ``lengths`` int32 ``[N]``."""
+    """Per slot: ``returns`` float32 ``[N]`` (undiscounted) and ``lengths`` int32 ``[N]``.
+
+    ``recorded``: with ``run_episodes(..., record=f)``, ``f`` of the initial and of every later env
+    state, stacked ``[episode_length + 1, N, ...]``; else None.
+    """
 
     returns: jax.Array
     lengths: jax.Array
+    recorded: Any = None
 
 
-def run_episodes(env: Environment, act: ActFn, key: jax.Array, episodes: int) -> Episodes:
+def run_episodes(
+    env: Environment, act: ActFn, key: jax.Array, episodes: int, record: Callable[[Any], Any] | None = None
+) -> Episodes:
     """``episodes`` first episodes of ``act`` on fresh starts of ``env``; pure and jittable.
 
     Every slot runs ``env.episode_length`` steps (the time limit ends every episode by then);
@@ -45,8 +52,11 @@ def run_episodes(env: Environment, act: ActFn, key: jax.Array, episodes: int) ->
         returns = returns + jnp.where(alive, result.reward, 0.0)
         lengths = lengths + alive.astype(jnp.int32)
         alive = alive & ~(result.terminated | result.truncated)
-        return (state, alive, returns, lengths), None
+        return (state, alive, returns, lengths), None if record is None else record(state)
 
     init = (state, jnp.ones((episodes,), bool), jnp.zeros((episodes,), jnp.float32), jnp.zeros((episodes,), jnp.int32))
-    (_, _, returns, lengths), _ = jax.lax.scan(step, init, jnp.arange(env.episode_length))
-    return Episodes(returns=returns, lengths=lengths)
+    (_, _, returns, lengths), steps = jax.lax.scan(step, init, jnp.arange(env.episode_length))
+    recorded = None
+    if record is not None:
+        recorded = jax.tree.map(lambda first, rest: jnp.concatenate([first[None], rest]), record(state), steps)
+    return Episodes(returns=returns, lengths=lengths, recorded=recorded)

@@ -117,28 +117,15 @@ def _picker(family: str):
 def collect(policy, episodes: int, seed: int):
     """``(frames, returns [N], lengths [N])``; ``frames[i]`` is a dict of ``[lengths[i] + 1, ...]`` arrays."""
     import jax
-    import jax.numpy as jnp
+
+    from rpo_jax.episodes import run_episodes
 
     env = policy.env
     pick = _picker(env.name.split("/")[0])
 
-    def program(key):  # run_episodes' keys and masking, recording the states
-        reset_key, act_key = jax.random.split(key)
-        state = jax.vmap(env.reset)(jax.random.split(reset_key, episodes))
-
-        def step(carry, t):
-            state, alive, returns, lengths = carry
-            action = policy(state.obs, jax.random.fold_in(act_key, t))
-            state, result = jax.vmap(env.transition)(state, action)
-            returns = returns + jnp.where(alive, result.reward, 0.0)
-            lengths = lengths + alive.astype(jnp.int32)
-            alive = alive & ~(result.terminated | result.truncated)
-            return (state, alive, returns, lengths), pick(state.inner)
-
-        init = (state, jnp.ones((episodes,), bool), jnp.zeros((episodes,), jnp.float32), jnp.zeros(episodes, jnp.int32))
-        (_, _, returns, lengths), states = jax.lax.scan(step, init, jnp.arange(env.episode_length))
-        states = jax.tree.map(lambda a, b: jnp.concatenate([a[None], b]), pick(state.inner), states)
-        return states, returns, lengths
+    def program(key):  # run_episodes' episodes, recording the states
+        result = run_episodes(env, policy, key, episodes, record=lambda state: pick(state.inner))
+        return result.recorded, result.returns, result.lengths
 
     states, returns, lengths = jax.device_get(jax.jit(program)(jax.random.PRNGKey(seed)))
     frames = [{k: np.asarray(v[: n + 1, i]) for k, v in states.items()} for i, n in enumerate(lengths)]
