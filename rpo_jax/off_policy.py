@@ -33,6 +33,7 @@ from rpo_jax import envs, normalization, replay, starts
 from rpo_jax.config import HParams, TrainConfig
 from rpo_jax.networks import DeterministicActor, QCritic
 from rpo_jax.train import evaluate_policy, first_divergence, mask_diverged, run_iterations, update_is_finite
+from rpo_jax.train import lr_scale as train_lr_scale
 
 
 @flax.struct.dataclass
@@ -92,12 +93,6 @@ class OffPolicyTrainer:
         """``[-1, 1]`` -> the env's ``[low, high]`` (affine)."""
         low, high = jnp.asarray(self.env.action_low), jnp.asarray(self.env.action_high)
         return low + (unit + 1.0) * 0.5 * (high - low)
-
-    def lr_scale(self, iteration: jax.Array) -> jax.Array:
-        """``1 - i / N`` in iteration ``i`` with ``train.anneal_lr``, else 1."""
-        if not self.config.anneal_lr:
-            return jnp.ones((), jnp.float32)
-        return 1.0 - iteration / self.config.num_iterations
 
     def _observe(self, normalizer, raw_obs, weights=None):
         if not self.config.normalize_observations:
@@ -226,7 +221,7 @@ class OffPolicyTrainer:
         index = state.iteration
         key, rollout_key, update_key = jax.random.split(state.key, 3)
         state, (return_sum, length_sum, episodes, reused, nonfinite) = self.rollout(state, hparams, rollout_key)
-        lr_scale = self.lr_scale(index)
+        lr_scale = train_lr_scale(cfg, index)
         params, opt_state, losses = self.update(state, hparams, update_key, lr_scale)
         learning = (index + 1) * cfg.batch_size >= cfg.learning_starts
         keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(learning, n, o), new, old)  # noqa: E731

@@ -148,10 +148,8 @@ class Trainer:
         return self.config.num_iterations
 
     def learning_rate(self, hparams: HParams, iteration: jax.Array) -> jax.Array:
-        """CleanRL's per-iteration linear annealing: ``lr * (1 - i / N)`` in iteration ``i`` (0-based) of ``N``."""
-        if not self.config.anneal_lr:
-            return jnp.asarray(hparams.learning_rate, jnp.float32)
-        return hparams.learning_rate * (1.0 - iteration / self.config.num_iterations)
+        """``hparams.learning_rate`` times :func:`lr_scale` of iteration ``i`` (0-based)."""
+        return hparams.learning_rate * lr_scale(self.config, iteration)
 
     def optimizer(self, hparams: HParams) -> optax.GradientTransformation:
         """Global-norm gradient clipping, then Adam at :meth:`learning_rate` of the current iteration."""
@@ -345,6 +343,13 @@ class Trainer:
     def train(self, key: jax.Array, hparams: HParams) -> tuple[TrainState, dict]:
         """The whole run of one member: ``init``, all iterations (with ``eval_every``, an evaluation at the end)."""
         return self.run(self.init(key, hparams), hparams, self.num_iterations, evaluate=True)
+
+
+def lr_scale(config: TrainConfig, iteration: jax.Array) -> jax.Array:
+    """CleanRL's per-iteration linear annealing factor ``1 - i / N`` with ``train.anneal_lr``, else 1."""
+    if not config.anneal_lr:
+        return jnp.ones((), jnp.float32)
+    return 1.0 - iteration / config.num_iterations
 
 
 def run_iterations(trainer, state, hparams: HParams, num_iterations: int, evaluate: jax.Array | bool = False):
