@@ -128,9 +128,10 @@ class DDPG:
         """Gradient of ``loss_fn`` (+ ``lambda_s`` x the penalty when ``name`` is the smoothed network).
 
         The two gradients are taken apart and summed, ``g + lambda_s g_penalty``: the gradient of the
-        sum, and exactly plain DDPG's ``g`` when ``lambda_s = 0`` (one update is bit-identical to
-        plain DDPG's; over a loop of updates XLA compiles the two programs' loop bodies differently,
-        so whole runs agree to float rounding -- tests/test_ddpg.py).
+        sum, and exactly plain DDPG's ``g`` when ``lambda_s = 0``. Whole runs are bit-identical to
+        plain DDPG's where the compiler contracts no ``a * b + c`` into a fused multiply-add; with
+        FMA, XLA:CPU's contraction follows each program's fusion, and runs agree to float rounding
+        (tests/test_ddpg.py).
         """
         grads, aux = jax.grad(loss_fn, has_aux=True)(params)
         if self.config.smoothness and self.config.smoothness_target == name:
