@@ -95,6 +95,12 @@ class TrainConfig:
     norm_adv: bool = _field(True, "normalise advantages per minibatch (torch's unbiased std)")
     clip_vloss: bool = _field(True, "PPO's value loss clipped around the old values by clip_coef (not TRPO)")
     anneal_lr: bool = _field(True, "learning rate annealed linearly to 0 over the iterations (CleanRL)")
+    anneal_lr_timesteps: int | None = _field(
+        None,
+        "env steps per member over which anneal_lr reaches 0; null = total_timesteps. A shortened run of a "
+        "longer experiment sets the full length, so it follows the full run's schedule",
+        check=POSITIVE,
+    )
     adam_eps: float = _field(1e-5, "Adam's epsilon", check=POSITIVE)
     perturb_mean: bool = _field(
         True, "RPO's perturbation code path; alpha = 0 is PPO bit for bit with it on; off saves drawing z"
@@ -164,6 +170,11 @@ class TrainConfig:
     def num_iterations(self) -> int:
         return self.total_timesteps // self.batch_size
 
+    @property
+    def anneal_iterations(self) -> int:
+        """Iterations over which ``anneal_lr`` takes the learning rate to 0."""
+        return (self.anneal_lr_timesteps or self.total_timesteps) // self.batch_size
+
     def validate(self) -> None:
         """Raises ConfigError on the first invalid value: each field by its metadata, then across fields."""
         for f in dataclasses.fields(self):
@@ -172,6 +183,11 @@ class TrainConfig:
             raise ConfigError(
                 f"train.total_timesteps={self.total_timesteps} is less than one iteration "
                 f"(num_envs*num_steps={self.batch_size})"
+            )
+        if self.anneal_lr_timesteps is not None and self.anneal_lr_timesteps < self.total_timesteps:
+            raise ConfigError(
+                f"train.anneal_lr_timesteps={self.anneal_lr_timesteps} is less than train.total_timesteps="
+                f"{self.total_timesteps}: the learning rate would turn negative"
             )
         algorithms.get(self.algorithm).validate(self)
         if not self.rad_scale_low <= self.rad_scale_high:

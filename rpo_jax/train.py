@@ -346,10 +346,14 @@ class Trainer:
 
 
 def lr_scale(config: TrainConfig, iteration: jax.Array) -> jax.Array:
-    """CleanRL's per-iteration linear annealing factor ``1 - i / N`` with ``train.anneal_lr``, else 1."""
+    """CleanRL's per-iteration linear annealing factor ``1 - i / N`` with ``train.anneal_lr``, else 1.
+
+    ``N`` is ``config.anneal_iterations``: the run's iterations unless ``train.anneal_lr_timesteps``
+    names a longer horizon.
+    """
     if not config.anneal_lr:
         return jnp.ones((), jnp.float32)
-    return 1.0 - iteration / config.num_iterations
+    return 1.0 - iteration / config.anneal_iterations
 
 
 def run_iterations(trainer, state, hparams: HParams, num_iterations: int, evaluate: jax.Array | bool = False):
