@@ -140,6 +140,27 @@ def stratified_bootstrap_ci(
     return point, float(low), float(high)
 
 
+def mean_difference_ci(
+    x: np.ndarray, y: np.ndarray, *, reps: int = 2000, confidence: float = 0.95, seed: int = 0
+) -> tuple[float, float, float]:
+    """``mean(x) - mean(y)`` of two independent samples (e.g. two variants' seeds on one task) and its
+    percentile bootstrap interval: each replicate resamples ``x`` and ``y`` apart, with replacement.
+
+    Returns:
+      ``(point, low, high)``; NaN entries are dropped first.
+    """
+    _check_confidence(confidence, reps)
+    x, y = (np.asarray(v, dtype=float).reshape(-1) for v in (x, y))
+    x, y = x[~np.isnan(x)], y[~np.isnan(y)]
+    if x.size == 0 or y.size == 0:
+        raise ValueError("mean_difference_ci needs at least one non-NaN value in each sample")
+    rng = np.random.default_rng(seed)
+    diffs = x[rng.integers(0, x.size, (reps, x.size))].mean(1) - y[rng.integers(0, y.size, (reps, y.size))].mean(1)
+    tail = (1.0 - confidence) / 2.0 * 100.0
+    low, high = np.percentile(diffs, [tail, 100.0 - tail])
+    return float(x.mean() - y.mean()), float(low), float(high)
+
+
 def _task_probability(x: np.ndarray, y: np.ndarray) -> float:
     """P(X > Y) + P(X = Y) / 2 for one task, over all pairs."""
     gt = (x[:, None] > y[None, :]).mean()

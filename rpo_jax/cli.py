@@ -2,6 +2,7 @@
 
     rpo-jax sweep configs/quickstart.yaml --seeds 8 --grid alpha=0,0.5 --out runs/qs
     rpo-jax resume runs/qs
+    rpo-jax suite configs/paper/dmc_suite.yaml --reduced --out runs/dmc
     rpo-jax evaluate runs/qs --episodes 100
     rpo-jax config show | rpo-jax envs | rpo-jax --version
 
@@ -127,6 +128,13 @@ def _build_parser() -> argparse.ArgumentParser:
         metavar="NAME=V1,V2",
         help="sweep hyperparameters, e.g. --grid alpha=0,0.5 ent_coef=0,0.01",
     )
+    from rpo_jax import suite
+
+    tasks = sub.add_parser("suite", help=suite.DESCRIPTION, description=suite.__doc__.split("\n\n")[0])
+    common(tasks)
+    tasks.add_argument("--seeds", help="number of seeds (0..N-1) or a comma-separated list")
+    suite.add_arguments(tasks)
+    tasks.set_defaults(handler=suite.run, grid=[])
     resume = sub.add_parser("resume", help="continue an interrupted train/sweep from its newest checkpoint")
     resume.add_argument("run_dir", help="the --out directory of the interrupted run")
     running(resume)

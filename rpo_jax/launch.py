@@ -14,7 +14,7 @@ import signal
 import sys
 from typing import Any
 
-from rpo_jax import config_io, errors, results, run_outputs, rundir
+from rpo_jax import config_io, errors, results, run_outputs, rundir, suite
 from rpo_jax.config import ConfigError, ExperimentConfig
 
 
@@ -26,7 +26,7 @@ def resolve_config(args: argparse.Namespace) -> ExperimentConfig:
     if args.reduced:
         if not isinstance(reduced, dict) or not reduced:
             raise ConfigError(f"--reduced: {args.config} has no 'reduced' section of section.key: value overrides")
-    tasks = suite_tasks(data, reduced if args.reduced else None)
+    tasks = suite.tasks(data, reduced if args.reduced else None)
     if tasks is not None and args.env is None:
         raise ConfigError(
             f"{args.config} is a suite of {len(tasks)} tasks: train them with `rpo-jax suite {args.config}`, "
@@ -34,7 +34,7 @@ def resolve_config(args: argparse.Namespace) -> ExperimentConfig:
         )
     if args.reduced:
         for key, value in reduced.items():
-            if not key.startswith(f"{SUITE_SECTION}."):
+            if not key.startswith(f"{suite.SECTION}."):
                 config_io.set_value(data, key, value)
     for section in ("train", "hparams", "sweep"):
         if data.get(section) is None:
@@ -77,31 +77,6 @@ def resolve_config(args: argparse.Namespace) -> ExperimentConfig:
     except ValueError as err:
         raise ConfigError(str(err)) from None
     return config
-
-
-SUITE_SECTION = "suite"
-
-
-def suite_tasks(data: dict[str, Any], reduced: dict[str, Any] | None) -> list[str] | None:
-    """Pops a config's ``suite: {envs: [...]}`` section; its task list (``reduced``'s ``suite.envs`` wins), else None."""
-    section = data.pop(SUITE_SECTION, None)
-    if section is None:
-        if reduced and any(k.startswith(f"{SUITE_SECTION}.") for k in reduced):
-            raise ConfigError("the 'reduced' section sets suite.* but the config has no 'suite' section")
-        return None
-    if not isinstance(section, dict) or set(section) != {"envs"}:
-        raise ConfigError(f"config section '{SUITE_SECTION}' must be a mapping with one key, envs (a list of env names)")
-    envs = section["envs"]
-    for key, value in (reduced or {}).items():
-        if key == f"{SUITE_SECTION}.envs":
-            envs = value
-        elif key.startswith(f"{SUITE_SECTION}."):
-            raise ConfigError(f"unknown reduced key '{key}'; the suite section has one key, envs")
-    if not isinstance(envs, list) or not envs or not all(isinstance(e, str) and e for e in envs):
-        raise ConfigError(f"suite.envs must be a non-empty list of env names, got {envs!r}")
-    if len(set(envs)) != len(envs):
-        raise ConfigError(f"suite.envs lists an env twice: {envs!r}")
-    return envs
 
 
 def _parse_seeds(text: str) -> Any:

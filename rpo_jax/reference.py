@@ -94,6 +94,8 @@ def compare(ours: pd.DataFrame, reference: pd.DataFrame, baseline: str) -> pd.Da
         row["ours_direction"] = direction(effect, s1, float(m["n"]), s0, float(b["n"]))
         row["ours_relative"] = effect / abs(float(b["mean"])) if float(b["mean"]) else np.nan
         row["agrees"] = "yes" if row["ours_direction"] == row["ref_direction"] else "no"
+        row["ours_effect_low"] = float(m.get("effect_low", np.nan))
+        row["ours_effect_high"] = float(m.get("effect_high", np.nan))
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -108,23 +110,28 @@ def markdown(table: pd.DataFrame, baseline: str) -> str:
         "# Against the reference",
         "",
         f"Effect = variant − baseline ({baseline} here; the reference's own baseline there), also relative to the "
-        f"baseline's magnitude. Direction: + or − when Welch's |t| > {T_THRESHOLD:g} over seeds, ≈ otherwise. "
-        "Ours: mean ± std (ddof 0) over seeds (n).",
+        f"baseline's magnitude; ours with its 95 % bootstrap CI over seeds. Direction: + or − when Welch's "
+        f"|t| > {T_THRESHOLD:g} over seeds, ≈ otherwise. Ours: mean ± std (ddof 0) over seeds (n).",
         "",
-        "| env | variant | ours | effect (ours) | reference | effect (reference) | directions agree | source |",
-        "|---|---|---:|---:|---:|---:|:---:|---|",
+        "| env | variant | ours: baseline | ours: variant | effect (ours) [95% CI] | reference: baseline "
+        "| reference: variant | effect (reference) | directions agree | source |",
+        "|---|---|---:|---:|---:|---:|---:|---:|:---:|---|",
     ]
     for r in table.itertuples(index=False):
         if not r.ours_direction:
-            ours, ours_effect, agrees = "not run", "", ""
+            ours_base, ours, ours_effect, agrees = "", "not run", "", ""
         else:
+            ours_base = f"{r.ours_baseline:.4g}"
             ours = f"{r.ours_mean:.4g} ± {r.ours_std:.2g} ({r.ours_n})"
-            ours_effect = f"{r.ours_direction} {r.ours_effect:+.4g} ({_pct(r.ours_relative)})"
+            ci = getattr(r, "ours_effect_low", np.nan), getattr(r, "ours_effect_high", np.nan)
+            ci_text = f" [{ci[0]:+.4g}, {ci[1]:+.4g}]" if np.isfinite(ci).all() else ""
+            ours_effect = f"{r.ours_direction} {r.ours_effect:+.4g}{ci_text} ({_pct(r.ours_relative)})"
             agrees = r.agrees
         ref = f"{r.ref_mean:.4g} ± {r.ref_std:.2g} ({r.ref_n:g})"
         ref_effect = f"{r.ref_direction} {r.ref_effect:+.4g} ({_pct(r.ref_relative)})"
         lines.append(
-            f"| {r.env} | {r.variant} | {ours} | {ours_effect} | {ref} | {ref_effect} | {agrees} | {r.source} |"
+            f"| {r.env} | {r.variant} | {ours_base} | {ours} | {ours_effect} | {r.ref_baseline:.4g} | {ref} "
+            f"| {ref_effect} | {agrees} | {r.source} |"
         )
     matched = table[table["agrees"] != ""]
     lines += ["", f"Directions agree on {int((matched['agrees'] == 'yes').sum())} of {len(matched)} matched rows."]

@@ -1,7 +1,8 @@
 """Paper-style reports from finished sweeps: curves, alpha ablation, Table-3 table, aggregates.
 
 ``python -m rpo_jax.report RUN_DIR [RUN_DIR ...] [--out DIR] [--baseline alpha=0] [--allow-incomplete]`` reads
-one or more run directories written by ``rpo-jax sweep`` (``config.yaml`` + ``metrics.csv``) and writes:
+one or more run directories written by ``rpo-jax sweep`` (``config.yaml`` + ``metrics.csv``) -- a suite
+directory of ``rpo-jax suite`` stands for all its tasks' -- and writes:
 
 * ``learning_curves_<env>.png`` -- episode return vs env steps, mean ± std per variant
   (RPO paper Fig. 1/2);
@@ -9,7 +10,9 @@ one or more run directories written by ``rpo-jax sweep`` (``config.yaml`` + ``me
 * ``alpha_ablation_<env>.png`` -- final return vs alpha on a log axis, mean ± std over seeds,
   only when ``alpha`` is a variant column with more than two values (Fig. 3 / 15);
 * ``final_returns.md`` / ``final_returns.csv`` -- Table-3-style final return per env x variant; the CSV's
-  ``diverged`` column counts the variant's diverged members, the markdown names each of them;
+  ``diverged`` column counts the variant's diverged members, the markdown names each of them, and its
+  ``effect`` / ``effect_low`` / ``effect_high`` give each variant's mean minus the baseline's on that env
+  with a 95 % bootstrap CI over seeds (:func:`rpo_jax.aggregate.mean_difference_ci`);
 * ``aggregate.md`` -- across tasks (envs): IQM of min-max-normalised final returns with a
   stratified bootstrap CI per variant, and the probability of improvement of each variant over
   the PPO baseline (see :mod:`rpo_jax.aggregate`).
@@ -51,10 +54,11 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import yaml
 
-from rpo_jax import plots, reference, rundir
+from rpo_jax import aggregate, plots, reference, rundir, suite
 from rpo_jax.errors import InputError
 from rpo_jax.plots import save_figure as _save_figure
 from rpo_jax.plots import variant_label
@@ -69,7 +73,14 @@ from rpo_jax.report_data import (
     final_returns,
     load_run,
 )
-from rpo_jax.report_tables import _aggregate_md, _diverged_lines, _final_returns_md, _source_label
+from rpo_jax.report_tables import (
+    BOOTSTRAP_REPS,
+    CONFIDENCE,
+    _aggregate_md,
+    _diverged_lines,
+    _final_returns_md,
+    _source_label,
+)
 from rpo_jax.results import atomic_write_text, check_run_dir, write_table
 from rpo_jax.results import one_line as _one_line
 
@@ -287,6 +298,7 @@ def make_report(
     table = table.sort_values(["env", "variant"])[["env", "variant", *variant_cols, "mean", "std", "n", "diverged"]]
     table["env"] = table["env"].astype(str)
     table["variant"] = table["variant"].astype(str)
+    table = _with_effects(table, healthy, base_label)
     path = out / "final_returns.csv"
     write_table(table, path)
     written.append(path)
@@ -302,6 +314,21 @@ def make_report(
         atomic_write_text(path, reference.markdown(comparison, base_label or "(no baseline variant)"))
         written.append(path)
     return written
+
+
+def _with_effects(table: pd.DataFrame, healthy: pd.DataFrame, baseline: str | None) -> pd.DataFrame:
+    """``table`` plus each variant's effect on its env, ``mean - baseline mean``, with a bootstrap CI over seeds."""
+    table = table.assign(effect=np.nan, effect_low=np.nan, effect_high=np.nan)
+    if baseline is None:
+        return table
+    for i, row in table.iterrows():
+        on_env = healthy[healthy["env"] == row["env"]]
+        x = on_env.loc[on_env["variant"] == row["variant"], "final_return"].dropna().to_numpy()
+        y = on_env.loc[on_env["variant"] == baseline, "final_return"].dropna().to_numpy()
+        if row["variant"] != baseline and x.size and y.size:
+            effect = aggregate.mean_difference_ci(x, y, reps=BOOTSTRAP_REPS, confidence=CONFIDENCE, seed=0)
+            table.loc[i, ["effect", "effect_low", "effect_high"]] = effect
+    return table
 
 
 # --------------------------------------------------------------------------------------------
@@ -383,16 +410,35 @@ def check_runs(run_dirs: Sequence[str], *, allow_incomplete: bool) -> list[str]:
     return notes
 
 
+def expand_suites(run_dirs: Sequence[str], out: str | None, *, allow_incomplete: bool) -> tuple[list[str], str | None]:
+    """Replaces each ``rpo-jax suite`` directory by its tasks' run directories (a lone suite's report
+    defaults to ``SUITE/report``); a task not yet started is an error unless ``allow_incomplete``."""
+    expanded: list[str] = []
+    for d in run_dirs:
+        tasks = suite.task_dirs(d)
+        if tasks is None:
+            expanded.append(d)
+            continue
+        missing = [t.name for t in tasks if not t.is_dir()]
+        if missing and not allow_incomplete:
+            raise ReportError(f"suite {d} has not started task(s) {', '.join(missing)} (--allow-incomplete: skip them)")
+        expanded += [str(t) for t in tasks if t.is_dir()]
+        if out is None and len(run_dirs) == 1:
+            out = str(pathlib.Path(d) / "report")
+    return expanded, out
+
+
 def run(args: argparse.Namespace) -> int:
     """``rpo-jax report``: 0 on success; bad input raises :class:`rpo_jax.errors.InputError` (exit 2)."""
     if not 0.0 < args.fraction <= 1.0:
         raise InputError(f"--fraction must be in (0, 1], got {args.fraction}")
     try:
-        for note in check_runs(args.run_dirs, allow_incomplete=args.allow_incomplete):
+        run_dirs, out = expand_suites(args.run_dirs, args.out, allow_incomplete=args.allow_incomplete)
+        for note in check_runs(run_dirs, allow_incomplete=args.allow_incomplete):
             print(note)
         ref = reference.load(args.reference) if args.reference else None
         base = _parse_baseline(args.baseline)
-        paths = make_report(args.run_dirs, args.out, baseline=base, fraction=args.fraction, reference_table=ref)
+        paths = make_report(run_dirs, out, baseline=base, fraction=args.fraction, reference_table=ref)
     except OSError as e:
         raise ReportError(_one_line(e)) from e
     for p in paths:

@@ -119,6 +119,7 @@ def test_int_and_float_field_lists():
         "num_minibatches",
         "update_epochs",
         "total_timesteps",
+        "anneal_lr_timesteps",
         "episode_length",
         "smoothness_steps",
         "trpo_cg_iters",

@@ -17,6 +17,8 @@ N_ITER = 40  # final window = round(40 * 0.05) = 2 iterations (38, 39)
 OFFSETS = {0: -3.0, 1: 0.0, 2: 3.0}  # per-seed offset: mean 0, std (ddof=0) sqrt(6) = 2.449
 ENV_A, ENV_B = "gymnax/Pendulum-v1", "brax/hopper"
 
+EFFECT = ["effect", "effect_low", "effect_high"]  # vs the baseline, with a bootstrap CI
+
 
 def write_run(path, env, members, *, hparams=None, diverged=None, status="complete"):
     """Write a sweep dir. ``members``: list of (variant dict, seed, final level).
@@ -176,7 +178,7 @@ def test_final_returns_table_values_and_bold_best(two_env_runs, tmp_path):
     assert sum(c.startswith("**") for r in rows.values() for c in r.values()) == 2
 
     csv = pd.read_csv(tmp_path / "out" / "final_returns.csv")
-    assert list(csv.columns) == ["env", "variant", "alpha", "ent_coef", "mean", "std", "n", "diverged"]
+    assert list(csv.columns) == ["env", "variant", "alpha", "ent_coef", "mean", "std", "n", "diverged", *EFFECT]
     assert len(csv) == 6 and (csv["diverged"] == 0).all()  # no `diverged` column in metrics.csv: none diverged
     cell = csv[(csv["env"] == ENV_B) & (csv["variant"] == "alpha=0, ent_coef=0.01")].iloc[0]
     assert cell["mean"] == pytest.approx(-53.0) and cell["std"] == pytest.approx(np.sqrt(6))

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from rpo_jax import population
-from rpo_jax.config import HPARAM_NAMES, HParams, SweepConfig, TrainConfig
+from rpo_jax.config import HPARAM_NAMES, ConfigError, HParams, SweepConfig, TrainConfig
 from rpo_jax.train import METRIC_NAMES, as_hparams, make_trainer, stack_hparams
 
 TINY = TrainConfig(
@@ -65,6 +65,19 @@ def test_metrics_have_one_value_per_iteration(trainer, train_jit):
     np.testing.assert_array_equal(metrics["diverged"], 0.0)
     np.testing.assert_array_equal(metrics["nonfinite_env_steps"], 0)
     assert int(state.diverged_at) == -1
+
+
+def test_a_shortened_run_on_the_full_lr_schedule_is_a_prefix_of_the_full_run(trainer, train_jit):
+    """``anneal_lr_timesteps``: 3 of 6 iterations, annealed over 6, are the full run's first 3 bit for bit."""
+    short = make_trainer(
+        dataclasses.replace(TINY, total_timesteps=TINY.total_timesteps // 2, anneal_lr_timesteps=TINY.total_timesteps)
+    )
+    state, metrics = jax.jit(short.train)(jax.random.PRNGKey(0), as_hparams())
+    _, full = train_jit(jax.random.PRNGKey(0), as_hparams())
+    chex.assert_trees_all_equal(metrics, jax.tree.map(lambda x: x[:3], full))
+    np.testing.assert_allclose(metrics["learning_rate_current"], 3e-4 * np.array([1, 5 / 6, 4 / 6]), rtol=1e-5)
+    with pytest.raises(ConfigError, match="anneal_lr_timesteps=100 is less than"):
+        dataclasses.replace(TINY, anneal_lr_timesteps=100).validate()
 
 
 @pytest.mark.parametrize(
@@ -186,7 +199,7 @@ SHARDED_SCRIPT = textwrap.dedent(
     import json, sys
     import jax, numpy as np
     from rpo_jax import population
-    from rpo_jax.config import HPARAM_NAMES, HParams, SweepConfig, TrainConfig
+    from rpo_jax.config import HPARAM_NAMES, ConfigError, HParams, SweepConfig, TrainConfig
     from rpo_jax.train import make_trainer
     assert len(jax.devices()) == 8, jax.devices()
     cfg = TrainConfig(env="gymnax/Pendulum-v1", num_envs=4, num_steps=64, num_minibatches=4,
