@@ -62,6 +62,42 @@ def evaluate_members(run: runs.RunCheckpoint, *, episodes: int, deterministic: b
     return returns, lengths, compile_s, run_s
 
 
+def evaluate_on_dm_control(run: runs.RunCheckpoint, *, episodes: int, deterministic: bool, seed: int):
+    """``(returns [P, N], lengths [P, N], seconds)`` of every member on the original dm_control task.
+
+    The same policy as on the training simulator (:func:`rpo_jax.policy.make_act`, frozen
+    normaliser), fed dm_control's observation in the Playground layout
+    (:mod:`rpo_jax.dm_control_eval`); all members step in lockstep, one jitted call per step.
+    """
+    import jax
+
+    from rpo_jax import dm_control_eval, policy, train
+
+    m = dm_control_eval.mapping(run.config.train.env)
+    size = len(run.members)
+    returns = np.zeros((size, episodes))
+    lengths = np.zeros((size, episodes), np.int64)
+    start = time.perf_counter()
+    for point in run.static_points:
+        index = np.asarray([r["member"] for r in run.members if all(r[k] == v for k, v in point.items())])
+        if not index.size:
+            continue
+        trainer = train.make_trainer(dataclasses.replace(run.config.train, **point))
+        act = policy.make_act(trainer, deterministic)
+        take = lambda tree: jax.tree.map(lambda x: x[index], tree)  # noqa: E731
+        params, normalizer = take(run.checkpoint["params"]), take(run.checkpoint["normalizer"])
+        batched = jax.jit(jax.vmap(act, in_axes=(0, 0, 0, None)))
+        calls = iter(range(1 << 30))
+        keys = jax.random.PRNGKey(seed)
+
+        def step(obs, batched=batched, params=params, normalizer=normalizer):
+            return batched(params, normalizer, obs, jax.random.fold_in(keys, next(calls)))
+
+        r, n = dm_control_eval.run_episodes(step, m, policies=index.size, episodes=episodes, seed=seed)
+        returns[index], lengths[index] = r, n
+    return returns, lengths, time.perf_counter() - start
+
+
 def member_table(run: runs.RunCheckpoint, returns: np.ndarray, lengths: np.ndarray):
     """One row per member: its columns, ``episodes``, :data:`COLUMNS` and ``diverged``."""
     import pandas as pd
@@ -98,6 +134,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--episodes", type=int, default=100, help="episodes per member (default 100)")
     p.add_argument("--stochastic", action="store_true", help="sample actions from the policy (default: its mean)")
     p.add_argument("--seed", type=int, default=0, help="seed of the episodes' starts and action draws (default 0)")
+    p.add_argument(
+        "--on",
+        choices=("train", "dm_control"),
+        default="train",
+        help="train: the simulator the run trained on (default); dm_control: also the original DM Control "
+        "task on MuJoCo C, side by side (dmc/ tasks with an exact observation mapping; "
+        'pip install -e ".[dm-control]")',
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -105,7 +149,13 @@ def run(args: argparse.Namespace) -> int:
 
     if args.episodes < 1:
         raise InputError(f"--episodes must be a positive integer, got {args.episodes}")
+    if args.on == "dm_control":
+        from rpo_jax import dm_control_eval
+
+        dm_control_eval.check_installed()
     loaded, out_dir, note = runs.load_for_command(args, "evaluation")
+    if args.on == "dm_control":
+        dm_control_eval.mapping(loaded.config.train.env)
     cache.enable()
     if note is not None:
         print(f"note: {note}; used anyway (--allow-incomplete)")
@@ -122,7 +172,53 @@ def run(args: argparse.Namespace) -> int:
     markdown = table_markdown(table, loaded, deterministic=deterministic, episodes=args.episodes)
     print(markdown.split("\n", 2)[2], end="")
     print(f"compile {compile_s:.1f}s, run {run_s:.1f}s")
-    results.write_table(table, out_dir / "evaluation.csv")
-    results.atomic_write_text(out_dir / "evaluation.md", markdown)
-    print(f"wrote {out_dir / 'evaluation.csv'}, {out_dir / 'evaluation.md'}")
+    name = "evaluation"
+    if args.on == "dm_control":
+        dm_returns, dm_lengths, seconds = evaluate_on_dm_control(
+            loaded, episodes=args.episodes, deterministic=deterministic, seed=args.seed
+        )
+        table = side_by_side(table, member_table(loaded, dm_returns, dm_lengths))
+        markdown = side_by_side_markdown(table, loaded, deterministic=deterministic, episodes=args.episodes)
+        print(markdown.split("\n", 2)[2], end="")
+        print(f"dm_control: {seconds:.1f}s")
+        name = "evaluation_dm_control"
+    results.write_table(table, out_dir / f"{name}.csv")
+    results.atomic_write_text(out_dir / f"{name}.md", markdown)
+    print(f"wrote {out_dir / f'{name}.csv'}, {out_dir / f'{name}.md'}")
     return 0
+
+
+def side_by_side(ours, dm_control):
+    """The training simulator's columns beside dm_control's (``dm_control_*``) and the gap of the means."""
+    table = ours.copy()
+    for c in COLUMNS:
+        table[f"dm_control_{c}"] = dm_control[c].to_numpy()
+    table["gap"] = table["dm_control_return_mean"] - table["return_mean"]
+    return table
+
+
+def side_by_side_markdown(table, run: runs.RunCheckpoint, *, deterministic: bool, episodes: int) -> str:
+    """Per member and per variant: return on the training simulator, on dm_control, and the gap."""
+    from rpo_jax import dm_control_eval
+
+    m = dm_control_eval.MAPPINGS[run.config.train.env]
+    kind = "deterministic" if deterministic else "stochastic"
+    head = (
+        f"# {run.config.train.env} (MJX, as trained) vs dm_control {m.domain}-{m.task} (MuJoCo C)\n\n"
+        f"{run.path}: {episodes} episodes per member and simulator, {kind} actions, the same frozen normaliser.\n"
+    )
+    cols = ["member", "seed", *run.variant_cols, "return_mean", "dm_control_return_mean", "gap", "diverged"]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(plots.format_cell(row[c]) for c in cols) + " |" for _, row in table.iterrows()]
+    per_variant = ["", "| variant | seeds | MJX | dm_control | gap (mean ± std over seeds) |", "|---|---|---|---|---|"]
+    healthy = table[~table["diverged"]]
+    groups = healthy.groupby(run.variant_cols, sort=False) if run.variant_cols else [((), healthy)]
+    for values, rows in groups:
+        values = values if isinstance(values, tuple) else (values,)
+        label = plots.variant_label(dict(zip(run.variant_cols, values))) if run.variant_cols else "all"
+        cells = [
+            f"{rows[c].mean():.1f} ± {rows[c].std(ddof=0):.1f}"
+            for c in ("return_mean", "dm_control_return_mean", "gap")
+        ]
+        per_variant.append(f"| {label} | {len(rows)} | " + " | ".join(cells) + " |")
+    return head + "\n" + "\n".join(lines + per_variant) + "\n"
