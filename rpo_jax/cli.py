@@ -130,7 +130,7 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     from rpo_jax import suite
 
-    tasks = sub.add_parser("suite", help=suite.DESCRIPTION, description=suite.__doc__.split("\n\n")[0])
+    tasks = sub.add_parser("suite", help=suite.DESCRIPTION, description=suite.DESCRIPTION)
     common(tasks)
     tasks.add_argument("--seeds", help="number of seeds (0..N-1) or a comma-separated list")
     suite.add_arguments(tasks)
@@ -166,9 +166,10 @@ def _build_parser() -> argparse.ArgumentParser:
 
 def _subcommands() -> dict[str, tuple[Any, str]]:
     """Subcommands that live in their own modules: name -> (module with add_arguments / run, help)."""
-    from rpo_jax import evaluate, render, report, robustness
+    from rpo_jax import evaluate, plan, render, report, robustness
 
     return {
+        "plan": (plan, "how many members fit on a device: the chunk program's memory, compiled, not run"),
         "evaluate": (evaluate, "every member's return on fresh episodes (deterministic by default), as a table"),
         "render": (render, "video (mp4 / gif) or Brax HTML of a trained member's episodes"),
         "report": (report, "figures and tables from finished sweep directories (rpo-jax report RUN_DIR ... --out DIR)"),

@@ -296,3 +296,14 @@ def test_ddpg_bench_runs_at_tiny_sizes(tmp_path):
     for name in ("raw env", "ddpg", "ddpg-sr-a", "ddpg-sr-c"):
         assert _positive(record["env_steps_per_s"][name]), name
     assert _positive(record["ddpg_vs_raw"]) and _positive(record["sr_a_cost"]) and _positive(record["sr_c_cost"])
+
+
+@pytest.mark.slow  # about a minute: a plan and two measuring processes; run with -m slow
+def test_plan_memory_runs_at_tiny_sizes(tmp_path):
+    cmd = [sys.executable, "-m", "bench.plan_memory", "--sizes", "3,6", "--num-envs", "4", "--num-steps", "64"]
+    proc = subprocess.run([*cmd, "--out", str(tmp_path)], cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    (path,) = tmp_path.glob("plan-memory-cpu-*.json")
+    record = json.loads(path.read_text())
+    assert [r["members"] for r in record["rows"]] == [3, 6]
+    assert all(r["measured_bytes"] > 0 and r["predicted_bytes"] > 0 for r in record["rows"])

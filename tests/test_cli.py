@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from rpo_jax import cli, config_io, population, results, train
+from rpo_jax import cli, config_io, population, results, suite, train
 from rpo_jax import config as cfgmod
 
 TINY_YAML = """
@@ -194,10 +194,17 @@ def test_every_shipped_config_resolves(no_compile):
     files = sorted(glob.glob(os.path.join(os.path.dirname(__file__), "..", "configs", "**", "*.yaml"), recursive=True))
     assert len(files) >= 8
     for path in files:
-        flags = [[]] + ([["--reduced"]] if "reduced:" in open(path).read() else [])
+        text = open(path).read()
+        flags = [[]] + ([["--reduced"]] if "reduced:" in text else [])
         for extra in flags:
-            config = cli.resolve_config(cli._build_parser().parse_args(["sweep", path, *extra]))
-            assert config.sweep.members(config.hparams), path
+            if "suite:" in text:  # every task of a suite: what rpo-jax suite resolves before it compiles
+                args = cli._build_parser().parse_args(["suite", path, "--out", "unused", *extra])
+                configs = [cli.resolve_config(task) for *_, task in suite._plan(args)]
+                assert len(configs) == (8 if extra else 25), path
+            else:
+                configs = [cli.resolve_config(cli._build_parser().parse_args(["sweep", path, *extra]))]
+            for config in configs:
+                assert config.sweep.members(config.hparams), path
 
 
 def test_every_hyperparameter_can_be_swept_and_read_back(tmp_path, capsys):
