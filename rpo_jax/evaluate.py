@@ -63,7 +63,8 @@ def evaluate_members(run: runs.RunCheckpoint, *, episodes: int, deterministic: b
 
 
 def evaluate_on_dm_control(run: runs.RunCheckpoint, *, episodes: int, deterministic: bool, seed: int):
-    """``(returns [P, N], lengths [P, N], seconds)`` of every member on the original dm_control task.
+    """``(returns [P, N], lengths [P, N], seconds)`` of every member on the original dm_control task
+    (NaN for a member that diverged in training).
 
     The same policy as on the training simulator (:func:`rpo_jax.policy.make_act`, frozen
     normaliser), fed dm_control's observation in the Playground layout
@@ -75,11 +76,15 @@ def evaluate_on_dm_control(run: runs.RunCheckpoint, *, episodes: int, determinis
 
     m = dm_control_eval.mapping(run.config.train.env)
     size = len(run.members)
-    returns = np.zeros((size, episodes))
+    returns = np.full((size, episodes), np.nan)
     lengths = np.zeros((size, episodes), np.int64)
+    healthy = runs.diverged_at(run.checkpoint, size) < 0  # a diverged member's NaN actions would stop MuJoCo
     start = time.perf_counter()
     for point in run.static_points:
-        index = np.asarray([r["member"] for r in run.members if all(r[k] == v for k, v in point.items())])
+        index = np.asarray(
+            [r["member"] for r in run.members if all(r[k] == v for k, v in point.items()) and healthy[r["member"]]],
+            dtype=int,
+        )
         if not index.size:
             continue
         trainer = train.make_trainer(dataclasses.replace(run.config.train, **point))
