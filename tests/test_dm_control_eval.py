@@ -72,6 +72,7 @@ def test_a_zero_action_policy_returns_the_same_on_both_simulators(env_name):
         assert abs(ours - theirs) <= 0.15 * abs(theirs) + 2.0, (env_name, seed, ours, theirs)
 
 
+@pytest.mark.slow  # about 40 s: trains an MJX task (compile) before evaluating it; run with -m slow
 def test_evaluate_on_dm_control_puts_both_returns_side_by_side(tmp_path):
     run = tmp_path / "run"
     argv = ["train", "configs/quickstart.yaml", "--env", "dmc/PointMass", "--out", str(run), "--total-timesteps", "64"]
