@@ -16,6 +16,12 @@ from rpo_jax.errors import InputError  # noqa: E402
 
 DEFAULT = ["dmc/PendulumSwingup", "dmc/CartpoleBalance", "dmc/PointMass"]
 SLOW = [pytest.param(env, marks=pytest.mark.slow) for env in dm_control_eval.MAPPINGS if env not in DEFAULT]
+# Playground integrates cartpole with Euler where dm_control uses RK4: after the pole falls it swings freely,
+# and how often it passes upright (balance_sparse's only reward) differs (measured: 82 vs 277 from seed 0).
+SPARSE_SWING = pytest.param(
+    "dmc/CartpoleBalanceSparse",
+    marks=[pytest.mark.slow, pytest.mark.xfail(strict=True, reason="Euler vs RK4 on a freely swinging pole")],
+)
 
 
 @functools.cache
@@ -53,12 +59,15 @@ def test_the_observation_mapping_is_exact(env_name):
         np.testing.assert_allclose(theirs, ours, atol=1e-5, err_msg=f"{env_name} seed {seed}")
 
 
-@pytest.mark.parametrize("env_name", DEFAULT + SLOW)
+@pytest.mark.parametrize(
+    "env_name", DEFAULT + [p for p in SLOW if p.values[0] != SPARSE_SWING.values[0]] + [SPARSE_SWING]
+)
 def test_a_zero_action_policy_returns_the_same_on_both_simulators(env_name):
     """From the same start, 1000 steps of zero action: returns within 15 % + 2 (of at most 1000).
 
-    Not exact: float32 MJX vs float64 MuJoCo C, and some ports' smaller physics step (pendulum),
-    separate the trajectories slowly; a pole near upright (cartpole balance) amplifies that most.
+    Not exact: float32 MJX vs float64 MuJoCo C, Euler where dm_control integrates with RK4 (cartpole,
+    acrobot) and a smaller physics step (pendulum) separate the trajectories slowly; a pole near
+    upright (cartpole balance) amplifies that most.
     """
     pg, _, step, _ = _playground(env_name)
     zero = jnp.zeros(pg.action_size)
