@@ -30,9 +30,7 @@ trainer = pop.population_trainer(make_trainer(cfg.train), size)
 popl = pop.build_population(cfg.sweep, cfg.hparams)
 chunk = pop.chunk_size(cfg.train.num_iterations, cfg.sweep.chunk_iterations)
 init = jax.jit(pop.over_members(trainer.init, size))
-run = jax.jit(
-    lambda s, h, e: pop.over_members(lambda s, h: trainer.run(s, h, chunk, e), size)(s, h), donate_argnums=0
-)
+run = jax.jit(pop.chunk_program(trainer, size, chunk), donate_argnums=0)
 keys, hparams = jax.device_put(popl.keys), jax.device_put(popl.hparams)
 init_c = init.lower(keys, hparams).compile()
 state_shape = jax.eval_shape(init, keys, hparams)

@@ -121,16 +121,23 @@ def table_markdown(table, run: runs.RunCheckpoint, *, deterministic: bool, episo
     kind = "deterministic" if deterministic else "stochastic"
     head = f"# Evaluation of {run.path}\n\n{run.config.train.env}, {episodes} episodes per member, {kind} actions.\n"
     cols = ["member", "seed", *run.variant_cols, *COLUMNS, "diverged"]
+    return _markdown(head, table, run, cols, {"return_mean": "return (mean ± std over seeds)"}, digits=2)
+
+
+def _markdown(head: str, table, run: runs.RunCheckpoint, cols: list[str], summaries: dict[str, str], digits: int):
+    """``head``, a row per member (``cols``), then per variant the mean ± std over its healthy seeds of
+    each column of ``summaries`` (column -> header)."""
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     lines += ["| " + " | ".join(plots.format_cell(row[c]) for c in cols) + " |" for _, row in table.iterrows()]
-    per_variant = ["", "| variant | seeds | return (mean ± std over seeds) |", "|---|---|---|"]
+    header = ["variant", "seeds", *summaries.values()]
+    per_variant = ["", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     healthy = table[~table["diverged"]]
     groups = healthy.groupby(run.variant_cols, sort=False) if run.variant_cols else [((), healthy)]
     for values, rows in groups:
         values = values if isinstance(values, tuple) else (values,)
         label = plots.variant_label(dict(zip(run.variant_cols, values))) if run.variant_cols else "all"
-        mean, std = rows["return_mean"].mean(), rows["return_mean"].std(ddof=0)
-        per_variant.append(f"| {label} | {len(rows)} | {mean:.2f} ± {std:.2f} |")
+        cells = [f"{rows[c].mean():.{digits}f} ± {rows[c].std(ddof=0):.{digits}f}" for c in summaries]
+        per_variant.append(f"| {label} | {len(rows)} | " + " | ".join(cells) + " |")
     return head + "\n" + "\n".join(lines + per_variant) + "\n"
 
 
@@ -213,17 +220,5 @@ def side_by_side_markdown(table, run: runs.RunCheckpoint, *, deterministic: bool
         f"{run.path}: {episodes} episodes per member and simulator, {kind} actions, the same frozen normaliser.\n"
     )
     cols = ["member", "seed", *run.variant_cols, "return_mean", "dm_control_return_mean", "gap", "diverged"]
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    lines += ["| " + " | ".join(plots.format_cell(row[c]) for c in cols) + " |" for _, row in table.iterrows()]
-    per_variant = ["", "| variant | seeds | MJX | dm_control | gap (mean ± std over seeds) |", "|---|---|---|---|---|"]
-    healthy = table[~table["diverged"]]
-    groups = healthy.groupby(run.variant_cols, sort=False) if run.variant_cols else [((), healthy)]
-    for values, rows in groups:
-        values = values if isinstance(values, tuple) else (values,)
-        label = plots.variant_label(dict(zip(run.variant_cols, values))) if run.variant_cols else "all"
-        cells = [
-            f"{rows[c].mean():.1f} ± {rows[c].std(ddof=0):.1f}"
-            for c in ("return_mean", "dm_control_return_mean", "gap")
-        ]
-        per_variant.append(f"| {label} | {len(rows)} | " + " | ".join(cells) + " |")
-    return head + "\n" + "\n".join(lines + per_variant) + "\n"
+    summaries = {"return_mean": "MJX", "dm_control_return_mean": "dm_control", "gap": "gap (mean ± std over seeds)"}
+    return _markdown(head, table, run, cols, summaries, digits=1)

@@ -98,10 +98,8 @@ def chunk_memory(trainer, members: int, chunk: int, device: Any | None = None) -
     )
     state = jax.eval_shape(init, keys, hparams)
 
-    def run_chunk(state, hparams, evaluate):
-        return pop.over_members(lambda s, h: trainer.run(s, h, chunk, evaluate), members)(state, hparams)
-
     flag = jax.ShapeDtypeStruct((), np.bool_)
+    run_chunk = pop.chunk_program(trainer, members, chunk)
     with jax.default_device(device):
         compiled = jax.jit(run_chunk, donate_argnums=0).lower(state, hparams, flag).compile()
     analysis = compiled.memory_analysis()

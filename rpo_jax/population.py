@@ -178,10 +178,12 @@ def run_population(
     init_fn = jax.jit(init, in_shardings=(sharding, sharding), out_shardings=sharding)
     replicated = NamedSharding(mesh, PartitionSpec())
 
-    def run_chunk(state, hparams, evaluate):  # evaluate: one unbatched flag, so a real branch under vmap
-        return over_members(lambda s, h: trainer.run(s, h, chunk, evaluate), padded)(state, hparams)
-
-    run_fn = jax.jit(run_chunk, in_shardings=(sharding, sharding, replicated), out_shardings=sharding, donate_argnums=0)
+    run_fn = jax.jit(
+        chunk_program(trainer, padded, chunk),
+        in_shardings=(sharding, sharding, replicated),
+        out_shardings=sharding,
+        donate_argnums=0,
+    )
     flags = {flag: _put(np.asarray(flag), replicated) for flag in (False, True)}
 
     start = time.perf_counter()
@@ -253,6 +255,19 @@ def _wait(tree: Any) -> None:
     leaves = [x for x in jax.tree.leaves(tree) if hasattr(x, "is_ready")]
     while not all(x.is_ready() for x in leaves):
         time.sleep(0.01)
+
+
+def chunk_program(trainer: Trainer, size: int, chunk: int) -> Callable:
+    """``run_chunk(state, hparams, evaluate)``: ``chunk`` iterations of every member, the program a sweep repeats.
+
+    ``trainer`` comes from :func:`population_trainer` for ``size``; ``evaluate`` is one unbatched flag,
+    so it stays a real branch under vmap.
+    """
+
+    def run_chunk(state, hparams, evaluate):
+        return over_members(lambda s, h: trainer.run(s, h, chunk, evaluate), size)(state, hparams)
+
+    return run_chunk
 
 
 def population_trainer(trainer: Trainer, size: int) -> Trainer:
