@@ -18,6 +18,7 @@ import argparse
 import os
 import signal
 import sys
+import traceback
 from typing import Any, Sequence
 
 # XLA's C++ logging prints pages of harmless warnings when loading cached CPU
@@ -25,7 +26,7 @@ from typing import Any, Sequence
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
-from rpo_jax import config_io, errors, launch
+from rpo_jax import config_io, errors, launch, multihost
 from rpo_jax.config import ConfigError
 from rpo_jax.launch import resolve_config
 
@@ -56,7 +57,16 @@ def _build_parser() -> argparse.ArgumentParser:
         p.add_argument(
             "--distributed",
             action="store_true",
-            help="call jax.distributed.initialize() first (multi-host; reads the usual env variables)",
+            help="one run as several processes (hosts): jax.distributed from JAX_COORDINATOR_ADDRESS, "
+            "JAX_NUM_PROCESSES, JAX_PROCESS_ID or a detected SLURM / Open MPI / Kubernetes job; process 0 writes",
+        )
+        p.add_argument(
+            "--peer-timeout",
+            type=int,
+            default=120,
+            metavar="S",
+            help="--distributed: seconds to wait for every process to join, and for a silent one before "
+            "JAX ends the run (default 120)",
         )
         p.add_argument("--quiet", action="store_true", help="no per-chunk progress lines")
         p.add_argument(
@@ -252,9 +262,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         return e.code if isinstance(e.code, int) else 0
     except errors.InputError as err:  # every bad input, of every subcommand: one line, exit 2
         return errors.report(err)
+    except multihost.PeerLost as err:  # one line, then out at once: JAX's exit would wait for the dead process
+        print(f"rpo-jax: error: {err}", file=sys.stderr)
+        multihost.exit_now(multihost.EXIT_PEER_LOST)
     except KeyboardInterrupt:  # before or outside a run directory: nothing to save
         print("rpo-jax: interrupted (SIGINT)", file=sys.stderr)
+        if multihost.initialized():
+            multihost.exit_now(128 + signal.SIGINT)
         return 128 + signal.SIGINT
+    except BaseException:
+        if not multihost.initialized():
+            raise
+        # Multi-process: leave at once, so the other processes' next gather fails (PeerLost, one line)
+        # instead of waiting for this one until JAX's timeouts.
+        traceback.print_exc()
+        multihost.exit_now(1)
 
 
 if __name__ == "__main__":

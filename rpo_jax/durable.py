@@ -23,6 +23,7 @@ result is lost to a crash, a kill or a Ctrl-C:
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import pathlib
 import signal
@@ -32,7 +33,7 @@ from typing import Any, Callable, Sequence
 import jax
 import numpy as np
 
-from rpo_jax import population, results, train
+from rpo_jax import multihost, population, results, train
 from rpo_jax.config import ExperimentConfig
 
 RESUME_DIR = "resume"
@@ -112,10 +113,16 @@ def checkpoint_manager(run_dir: str | os.PathLike, point: int, keep: int = 2):
     """Orbax ``CheckpointManager`` of one static point's resume checkpoints (synchronous saves)."""
     import orbax.checkpoint as ocp
 
+    directory = pathlib.Path(run_dir).absolute() / RESUME_DIR / f"point-{point}"
+    directory.mkdir(parents=True, exist_ok=True)  # orbax refuses create=True for one process of several
     options = ocp.CheckpointManagerOptions(
-        max_to_keep=keep, create=True, enable_async_checkpointing=False, cleanup_tmp_directories=True
+        max_to_keep=keep,
+        create=False,
+        enable_async_checkpointing=False,
+        cleanup_tmp_directories=True,
+        multiprocessing_options=results.this_process_only(),
     )
-    return ocp.CheckpointManager(pathlib.Path(run_dir).absolute() / RESUME_DIR / f"point-{point}", options=options)
+    return ocp.CheckpointManager(directory, options=options)
 
 
 def _without_empty(tree: Any) -> Any:
@@ -136,6 +143,23 @@ def _save(manager, iteration: int, state: Any, history: dict[str, np.ndarray]) -
     state = _without_empty(state)
     args = ocp.args.Composite(state=ocp.args.StandardSave(state), history=ocp.args.StandardSave(history))
     manager.save(iteration, args=args, force=True)
+
+
+def _restore_shared(manager, state_target: Any) -> population.Resume | None:
+    """:func:`_restore` on the leader (the only process with ``manager``), shared with every process."""
+    resume = _restore(manager, state_target) if manager is not None else None
+    if multihost.process_count() == 1:
+        return resume
+    shapes = None if resume is None else {k: [v.shape, v.dtype.str] for k, v in resume.metrics.items()}
+    header = multihost.share_text(None if resume is None else json.dumps([resume.iteration, shapes]))
+    if header is None:
+        return None
+    iteration, shapes = json.loads(header)
+    if resume is None:  # the other processes: placeholders of the leader's shapes
+        state = jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), state_target)
+        resume = population.Resume(iteration, state, {k: np.zeros(*v) for k, v in shapes.items()})
+    state, metrics = multihost.share((resume.state, resume.metrics))
+    return population.Resume(iteration=iteration, state=state, metrics=metrics)
 
 
 def _restore(manager, state_target: Any) -> population.Resume | None:
@@ -178,13 +202,13 @@ def run_durable(
     after a chunk, that chunk is checkpointed and the returned result stops there
     (``result.iterations`` < ``config.train.num_iterations``).
     """
-    run_dir = pathlib.Path(run_dir)
+    run_dir = pathlib.Path(run_dir) if run_dir is not None else None
     points = config.sweep.static_points()
     finished: list[population.SweepResult] = []
     for k, point in enumerate(points):
         trainer = train.make_trainer(dataclasses.replace(config.train, **point))
         pop = population.build_population(config.sweep, config.hparams, point)
-        manager = checkpoint_manager(run_dir, k, policy.keep)
+        manager = checkpoint_manager(run_dir, k, policy.keep) if run_dir is not None else None
         saved = {"iteration": 0}
 
         def report(iteration: int, k=k, trainer=trainer) -> Progress:
@@ -194,7 +218,7 @@ def run_durable(
             return progress
 
         try:
-            resume = _restore(manager, population.state_shape(trainer, pop.size))
+            resume = _restore_shared(manager, population.state_shape(trainer, pop.size))
             saved["iteration"] = resume.iteration if resume is not None else 0
             if resume is not None and resume.iteration == trainer.num_iterations:
                 finished.append(
@@ -209,8 +233,9 @@ def run_durable(
                     )
                 )
                 continue
-            if stop is not None and stop.signum is not None:  # stopped before this point started
-                raise Stopped(stop.signum, report(saved["iteration"]))
+            signum = _agreed_stop(stop)
+            if signum is not None:  # stopped before this point started
+                raise Stopped(signum, report(saved["iteration"]))
             chunk_fn = _chunk_fn(
                 trainer,
                 pop,
@@ -234,15 +259,32 @@ def run_durable(
                 chunk_fn=chunk_fn,
             )
         finally:
-            manager.close()
+            if manager is not None:
+                manager.close()
         if result.iterations < trainer.num_iterations:
-            raise Stopped(stop.signum, report(result.iterations))
+            raise Stopped(_stop_signal(stop), report(result.iterations))
         finished.append(result)
     return population.join_results(finished)
 
 
+def _stop_signal(stop: StopSignals | None) -> int:
+    """This process's stop signal; SIGTERM for a process stopped because another process got one."""
+    return stop.signum if stop is not None and stop.signum is not None else signal.SIGTERM
+
+
+def _agreed_stop(stop: StopSignals | None) -> int | None:
+    """The stop signal if any process got one (all processes then stop together), else None."""
+    agreed = multihost.agree({"stop": stop is not None and stop.signum is not None})
+    return _stop_signal(stop) if agreed["stop"].any() else None
+
+
 def _chunk_fn(trainer, pop, manager, resume, *, config, run_dir, done, policy, stop, saved, report):
-    """The after-chunk hook of one static point: stream metrics, checkpoint when due, say whether to stop."""
+    """The after-chunk hook of one static point: stream metrics, checkpoint when due, say whether to stop.
+
+    ``run_dir`` and ``manager`` are None on the processes of a multi-process run that do not
+    write; whether to checkpoint follows the leader's clock and a stop signal on any process,
+    so every process takes part in the same gathers.
+    """
     history = [resume.metrics] if resume is not None and resume.iteration else []
     last_save = {"time": time.monotonic()}
     chunk = population.chunk_size(trainer.num_iterations, config.sweep.chunk_iterations)
@@ -250,12 +292,18 @@ def _chunk_fn(trainer, pop, manager, resume, *, config, run_dir, done, policy, s
     def chunk_fn(iteration: int, state: Any, metrics: dict[str, np.ndarray]) -> bool:
         history.append(metrics)
         sofar = population.concat_metrics(history)
-        write_metrics(run_dir, [*[(r.members, r.metrics) for r in done], (pop.members, sofar)])
-        stopping = stop is not None and stop.signum is not None
-        final = iteration == trainer.num_iterations
-        if final or stopping or policy.due(iteration // chunk, time.monotonic() - last_save["time"]):
+        if run_dir is not None:
+            write_metrics(run_dir, [*[(r.members, r.metrics) for r in done], (pop.members, sofar)])
+        local = {
+            "stop": stop is not None and stop.signum is not None,
+            "due": policy.due(iteration // chunk, time.monotonic() - last_save["time"]),
+        }
+        agreed = multihost.agree(local)
+        stopping, due = bool(agreed["stop"].any()), bool(agreed["due"][0])
+        if iteration == trainer.num_iterations or stopping or due:
             host = jax.tree.map(lambda x: np.asarray(x)[: pop.size], population.fetch(state))
-            _save(manager, iteration, host, sofar)
+            if manager is not None:
+                _save(manager, iteration, host, sofar)
             last_save["time"] = time.monotonic()
             saved["iteration"] = iteration
         report(iteration)

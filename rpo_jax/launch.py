@@ -9,12 +9,16 @@ checkpoints, exact resume, clean SIGINT / SIGTERM), logging every chunk to the t
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import signal
 import sys
 from typing import Any
 
-from rpo_jax import config_io, errors, results, run_outputs, rundir, suite
+import numpy as np
+import yaml
+
+from rpo_jax import config_io, errors, multihost, results, run_outputs, rundir, suite
 from rpo_jax.config import ConfigError, ExperimentConfig
 
 
@@ -88,18 +92,20 @@ def _parse_seeds(text: str) -> Any:
         raise ConfigError(f"--seeds must be a count or a comma-separated list of integers, got '{text}'") from None
 
 
-def _select_devices(requested: int | None, distributed: bool, members: int | None = None) -> list:
+def _select_devices(args: argparse.Namespace, members: int | None = None) -> list:
     """``--devices N``, else every visible device, but no more than a compiled program's ``members``.
 
     More devices than members would only pad the population with copies (a population of one
-    would even turn vmapped); multi-host runs keep all devices.
+    would even turn vmapped); multi-process runs (``--distributed``) keep all devices.
     """
     import jax
 
+    requested, distributed = args.devices, args.distributed
     if requested is not None and requested <= 0:
         raise ConfigError(f"--devices must be a positive integer, got {requested}")
-    if distributed:
-        jax.distributed.initialize()
+    if distributed and requested is not None:
+        raise ConfigError("--devices cannot be combined with --distributed (every process's devices take part)")
+
     devices = jax.devices()
     if requested is not None:
         if requested > len(devices):
@@ -133,32 +139,72 @@ def _checkpoint_policy(args: argparse.Namespace):
 
 def run(args: argparse.Namespace) -> int:
     """``train`` / ``sweep``: check everything, claim ``--out``, then train (see :func:`_train`)."""
+    claim = None
     try:
+        _start_distributed(args)
         config = resolve_config(args)
         policy = _checkpoint_policy(args)
-        devices = _select_devices(args.devices, args.distributed, members_per_program(config))
-        claim = _claim_new(args) if args.out else None
+        devices = _select_devices(args, members_per_program(config))
+        try:
+            claim = _claim_new(args) if args.out else None
+        except errors.InputError as err:
+            _all_ready(err)
+        _all_ready()
     except errors.InputError as err:
+        if claim is not None:
+            claim.release()
         return errors.report(err)
     return _train(config, claim, devices, policy, args)
 
 
+def _start_distributed(args: argparse.Namespace) -> None:
+    """``--distributed``: join the other processes, first (env packages such as gymnax run JAX on import)."""
+    import jax
+
+    if args.distributed and not jax.distributed.is_initialized():
+        multihost.initialize(args.peer_timeout)
+
+
+def _all_ready(error: BaseException | None = None) -> None:
+    """Multi-process: every process passed its checks, or each raises (one line, exit 2) before any compile."""
+    import jax
+
+    if not jax.distributed.is_initialized():
+        if error is not None:
+            raise error
+        return
+    ready = multihost.agree({"ready": error is None})["ready"]
+    if error is not None:
+        raise error
+    if not ready.all():
+        bad = int(np.flatnonzero(~ready)[0])
+        raise errors.InputError(f"process {bad} of {len(ready)} refused to start (its output says why)")
+
+
 def resume_run(args: argparse.Namespace) -> int:
-    """``resume RUN_DIR``: continue an interrupted run from its newest checkpoint."""
+    """``resume RUN_DIR``: continue an interrupted run from its newest checkpoint.
+
+    Multi-process: the leader claims the run directory and shares its config and status.
+    """
+    claim = None
     try:
+        _start_distributed(args)
         policy = _checkpoint_policy(args)
-        claim = rundir.claim_resume(args.run_dir)
-    except errors.InputError as err:
-        return errors.report(err)
-    try:
-        status = claim.previous
+        try:
+            claim = rundir.claim_resume(args.run_dir) if multihost.is_leader() else None
+        except errors.InputError as err:
+            _all_ready(err)
+        _all_ready()
+        status = json.loads(multihost.share_text(json.dumps(claim.previous) if claim else None))
         if status["state"] == "complete":  # a staged --overwrite that finished but was not swapped in
-            claim.complete()
+            if claim is not None:
+                claim.complete()
             print(f"rpo-jax resume: the complete --overwrite run now replaces {args.run_dir}")
             return 0
-        config = config_io.config_from_dict(config_io.load_yaml(str(claim.write_dir / "config.yaml")))
+        text = (claim.write_dir / "config.yaml").read_text() if claim is not None else None
+        config = config_io.config_from_dict(yaml.safe_load(multihost.share_text(text)))
         ran_on = status.get("devices")
-        devices = _select_devices(args.devices, args.distributed, members_per_program(config))
+        devices = _select_devices(args, members_per_program(config))
         if args.devices is None and isinstance(ran_on, int):
             if ran_on > len(devices):
                 raise ConfigError(
@@ -167,7 +213,8 @@ def resume_run(args: argparse.Namespace) -> int:
                 )
             devices = devices[:ran_on]
     except errors.InputError as err:
-        claim.release()
+        if claim is not None:
+            claim.release()
         return errors.report(err)
     where = f"iteration {status.get('checkpoint_iteration', 0)}/{status.get('num_iterations')}"
     note = f" ({status['reason']})" if status.get("reason") else ""
@@ -180,17 +227,17 @@ def resume_run(args: argparse.Namespace) -> int:
 
 
 def _claim_new(args: argparse.Namespace):
-    import jax
-
-    if jax.process_count() > 1 and jax.process_index() != 0:
-        return None  # multi-host: every process trains its shard, process 0 writes
+    if not multihost.is_leader():
+        return None  # multi-process: every process trains its shard, process 0 writes
     return rundir.claim_new(args.out, overwrite=args.overwrite)
 
 
 def _train(config: ExperimentConfig, claim, devices, policy, args: argparse.Namespace) -> int:
-    """Trains ``config`` into ``claim.write_dir`` (or nowhere); writes results and the status on the way."""
-    import jax
+    """Trains ``config`` into ``claim.write_dir`` (or nowhere); writes results and the status on the way.
 
+    In a multi-process run every process trains (its shard of) the population through the same
+    durable loop; only the leader, which holds the claim, writes.
+    """
     from rpo_jax import cache, durable, population
 
     cache.enable()
@@ -198,38 +245,42 @@ def _train(config: ExperimentConfig, claim, devices, policy, args: argparse.Name
     group_names = run_outputs.group_names(config)
     size = len(config.sweep.members(config.hparams))
     compiles = len(config.sweep.static_points())
+    leader, processes = multihost.is_leader(), multihost.process_count()
     print(
         f"rpo-jax {args.command}: {config.train.env}, {size} member(s) "
         f"({len(config.sweep.seeds)} seeds x {size // len(config.sweep.seeds)} configurations), "
         f"{config.train.num_iterations} iterations of {config.train.batch_size} steps, {len(devices)} device(s)"
+        + (f" in {processes} processes (this is process {_process_index()})" if processes > 1 else "")
         + (f", {compiles} compiled programs (static sweep)" if compiles > 1 else ""),
         flush=True,
     )
-    printer = None if args.quiet else run_outputs.progress_printer(group_names)
+    printer = None if args.quiet or not leader else run_outputs.progress_printer(group_names)
     if claim is not None and args.command != "resume":
         results.write_yaml(claim.write_dir / "config.yaml", config.to_dict())
-    if claim is None or jax.process_count() > 1:  # nothing to checkpoint into (multi-host: issue "Scale out")
+    if getattr(args, "out", None) is None and args.command != "resume":  # nothing to write into
         result = population.run_experiment(config, devices=devices, progress_fn=printer)
         return _finish(config, result, claim, size, group_names)
 
-    run_dir = claim.write_dir
-    trackers = _trackers(config, run_dir, group_names, args)
+    run_dir = claim.write_dir if claim is not None else None
+    trackers = _trackers(config, run_dir, group_names, args) if run_dir is not None else _no_trackers()
     progress_fn = run_outputs.progress_with_tracking(printer, trackers)
 
     def on_progress(progress) -> None:
-        rundir.write_status(run_dir, "running", **_status_fields(progress))
+        if run_dir is not None:
+            rundir.write_status(run_dir, "running", **_status_fields(progress))
 
     start = (
         {} if args.command == "resume" else {"iteration": 0, "checkpoint_iteration": 0, "point": 0, "points": compiles}
     )
-    rundir.write_status(
-        run_dir,
-        "running",
-        command=" ".join(["rpo-jax", *args.argv]),
-        devices=len(devices),
-        num_iterations=config.train.num_iterations,
-        **start,
-    )
+    if run_dir is not None:
+        rundir.write_status(
+            run_dir,
+            "running",
+            command=" ".join(["rpo-jax", *args.argv]),
+            devices=len(devices),
+            num_iterations=config.train.num_iterations,
+            **start,
+        )
     try:
         with durable.StopSignals() as stop:  # a signal while finishing waits for the results to be written
             result = durable.run_durable(
@@ -247,23 +298,47 @@ def _train(config: ExperimentConfig, claim, devices, policy, args: argparse.Name
         stopped, how = err.signum, "stopped after the current chunk"
     except durable.Abandoned as err:
         stopped, how = err.signum, "abandoned the current chunk"
+    except multihost.PeerLost as err:
+        trackers.close()
+        if run_dir is not None:
+            rundir.write_status(run_dir, "interrupted", reason=str(err))
+            claim.release()
+        target = getattr(args, "out", None) or getattr(args, "run_dir", None)
+        raise multihost.PeerLost(f"{err}; resume with: rpo-jax resume {target} --distributed (on every process)")
     except BaseException as err:
         trackers.close()
-        rundir.write_status(run_dir, "failed", reason=results.one_line(err))
-        claim.release()
+        if run_dir is not None:
+            rundir.write_status(run_dir, "failed", reason=results.one_line(err))
+            claim.release()
         raise
     trackers.close()
     name = signal.Signals(stopped).name
+    if run_dir is None:  # multi-process, not the leader: the leader saved and says how to resume
+        print(f"rpo-jax: interrupted ({name}: {how})", file=sys.stderr, flush=True)
+        return 128 + stopped
     status = rundir.write_status(run_dir, "interrupted", reason=f"{name}: {how}")
     claim.release()
     point = f" of static point {status['point'] + 1}/{status['points']}" if status.get("points", 1) > 1 else ""
+    distributed = " --distributed (on every process)" if processes > 1 else ""
     print(
         f"rpo-jax: interrupted by {name} ({how}); saved up to iteration {status.get('checkpoint_iteration', 0)}/"
-        f"{status['num_iterations']}{point}; resume with: rpo-jax resume {claim.out}",
+        f"{status['num_iterations']}{point}; resume with: rpo-jax resume {claim.out}{distributed}",
         file=sys.stderr,
         flush=True,
     )
     return 128 + stopped
+
+
+def _process_index() -> int:
+    import jax
+
+    return jax.process_index()
+
+
+def _no_trackers():
+    from rpo_jax import tracking
+
+    return tracking.Trackers([])
 
 
 def _trackers(config: ExperimentConfig, run_dir, group_names: list[str], args: argparse.Namespace):
@@ -295,7 +370,8 @@ def _finish(config: ExperimentConfig, result, claim, size: int, group_names: lis
     from rpo_jax import durable
 
     summary = run_outputs.summarize(config, result, size, group_names)
-    run_outputs.print_summary(summary, group_names)
+    if multihost.is_leader():  # multi-process: the others computed the same summary
+        run_outputs.print_summary(summary, group_names)
     if claim is None:
         return 0
     run_dir = claim.write_dir

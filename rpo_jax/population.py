@@ -22,6 +22,7 @@ import numpy as np
 from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from rpo_jax import multihost
 from rpo_jax.config import ExperimentConfig, HParams, SweepConfig
 from rpo_jax.train import Trainer, TrainState, as_hparams, make_trainer, stack_hparams
 
@@ -99,7 +100,8 @@ def fetch(tree: Any) -> Any:
     """Brings a (possibly multi-process) sharded pytree back to host numpy."""
     if jax.process_count() == 1:
         return jax.tree.map(np.asarray, jax.device_get(tree))
-    return jax.tree.map(lambda x: np.asarray(multihost_utils.process_allgather(x, tiled=True)), tree)
+    with multihost.collective():  # a dead peer: PeerLost, one line
+        return jax.tree.map(lambda x: np.asarray(multihost_utils.process_allgather(x, tiled=True)), tree)
 
 
 def _pad(tree: Any, size: int) -> Any:

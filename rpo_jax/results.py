@@ -291,7 +291,7 @@ def save_checkpoint(path: PathLike, tree: Any) -> None:
     try:
         # Synchronous: an async checkpointer may still create directories after a failed save
         # has raised, racing the cleanup below.
-        with ocp.Checkpointer(ocp.StandardCheckpointHandler()) as ckptr:
+        with ocp.Checkpointer(ocp.StandardCheckpointHandler(), multiprocessing_options=this_process_only()) as ckptr:
             ckptr.save(tmp, args=ocp.args.StandardSave(tree))
         if p.exists() or p.is_symlink():
             os.rename(p, old)
@@ -309,6 +309,21 @@ def save_checkpoint(path: PathLike, tree: Any) -> None:
         # our temporary dir and any ``<tmp>.orbax-checkpoint-tmp*`` dir Orbax left on failure
         for leftover in p.parent.glob(f"{tmp.name}*"):
             shutil.rmtree(leftover, ignore_errors=True)
+
+
+def this_process_only():
+    """Orbax's multi-process options for a checkpoint that this process alone reads or writes.
+
+    Host-side numpy trees only: in a multi-process run the leader writes the gathered
+    population (``rpo_jax.multihost``) and orbax must not wait at barriers for the others.
+    """
+    import jax
+    import orbax.checkpoint as ocp
+
+    if jax.process_count() == 1:
+        return ocp.options.MultiprocessingOptions()
+    index = jax.process_index()
+    return ocp.options.MultiprocessingOptions(primary_host=index, active_processes={index})
 
 
 def _missing_checkpoint_parts(p: pathlib.Path) -> str | None:
@@ -353,7 +368,7 @@ def restore_checkpoint(path: PathLike, target: Any = None) -> Any:
     if missing:
         raise ValueError(f"cannot read checkpoint {path}: {missing} missing (an incomplete or damaged checkpoint)")
     try:
-        with ocp.StandardCheckpointer() as ckptr:
+        with ocp.StandardCheckpointer(multiprocessing_options=this_process_only()) as ckptr:
             if target is None:
                 return ckptr.restore(p)
             return ckptr.restore(p, target)
