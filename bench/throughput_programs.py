@@ -35,7 +35,7 @@ from bench.common import (
 from rpo_jax import envs as rpo_envs
 from rpo_jax import starts as rpo_starts
 from rpo_jax.config import HParams, SweepConfig, TrainConfig
-from rpo_jax.population import POPULATION_AXIS, build_population
+from rpo_jax.population import MESH_AXIS, POPULATION_AXIS, build_population, per_device
 from rpo_jax.train import as_hparams, make_trainer
 
 # --------------------------------------------------------------------------- 1. raw env
@@ -198,28 +198,32 @@ def compile_population(
     """``members`` x ``total_envs / members`` envs, placed as run_population places a population.
 
     ``jit(vmap(trainer.init))`` and ``jit(vmap(trainer.run))`` (the vmap axis named, as
-    run_population names it, so start caches refill together) with the population axis
-    sharded over a 1-D mesh of ``devices`` (NamedSharding in and out, state donated).
+    run_population names it, so start caches refill together; with several devices each runs
+    its own members, ``population.per_device``, also as run_population) with the population
+    axis sharded over a 1-D mesh of ``devices`` (NamedSharding in and out, state donated).
     """
     config = train_config(profile, adapter.name, total_envs // members, iterations, reps)
     trainer = dataclasses.replace(make_trainer(config, env=adapter), population_axis=POPULATION_AXIS)
     population = population_hparams(members)
-    mesh = Mesh(np.asarray(devices), (POPULATION_AXIS,))
-    sharding = NamedSharding(mesh, PartitionSpec(POPULATION_AXIS))
+    mesh = Mesh(np.asarray(devices), (MESH_AXIS,))
+    sharding = NamedSharding(mesh, PartitionSpec(MESH_AXIS))
+    evaluate = jax.device_put(np.asarray(False), NamedSharding(mesh, PartitionSpec()))
     keys = jax.device_put(population.keys, sharding)
     hparams = jax.device_put(population.hparams, sharding)
     init = jax.jit(
         jax.vmap(trainer.init, axis_name=POPULATION_AXIS), in_shardings=(sharding, sharding), out_shardings=sharding
     )
     run = jax.jit(
-        jax.vmap(lambda s, h: trainer.run(s, h, iterations), axis_name=POPULATION_AXIS),
-        in_shardings=(sharding, sharding),
+        per_device(
+            lambda s, h, e: jax.vmap(lambda s, h: trainer.run(s, h, iterations), axis_name=POPULATION_AXIS)(s, h), mesh
+        ),
+        in_shardings=(sharding, sharding, evaluate.sharding),
         out_shardings=sharding,
         donate_argnums=0,
     )
     init_fn, init_info = compile_aot(init, keys, hparams, log=log)
     state = init_fn(keys, hparams)
-    run_fn, run_info = compile_aot(run, state, hparams, log=log)
+    run_fn, run_info = compile_aot(run, state, hparams, evaluate, log=log)
     info = {
         "members": members,
         "envs_per_member": total_envs // members,
@@ -229,7 +233,9 @@ def compile_population(
         "compile_init": init_info,
         "compile": run_info,
     }
-    return info, Timed(lambda c: run_fn(c[0], hparams), (state, None), total_envs * profile.num_steps * iterations)
+    return info, Timed(
+        lambda c: run_fn(c[0], hparams, evaluate), (state, None), total_envs * profile.num_steps * iterations
+    )
 
 
 # --------------------------------------------------------------------------- 6. quickstart compile

@@ -26,7 +26,8 @@ from rpo_jax import multihost
 from rpo_jax.config import ExperimentConfig, HParams, SweepConfig
 from rpo_jax.train import Trainer, TrainState, as_hparams, make_trainer, stack_hparams
 
-POPULATION_AXIS = "population"
+POPULATION_AXIS = "population"  # the vmap axis of the members (collectives over it: rpo_jax.starts)
+MESH_AXIS = "devices"  # the device mesh's axis, over which the population axis is split
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,7 +85,7 @@ class SweepResult:
 
 def _mesh(devices: Sequence[jax.Device] | None) -> Mesh:
     devices = list(devices) if devices is not None else jax.devices()
-    return Mesh(np.asarray(devices), (POPULATION_AXIS,))
+    return Mesh(np.asarray(devices), (MESH_AXIS,))
 
 
 def _put(tree: Any, sharding: NamedSharding) -> Any:
@@ -165,7 +166,7 @@ def run_population(
     num_devices = mesh.devices.size
     size = population.size
     padded = math.ceil(size / num_devices) * num_devices
-    sharding = NamedSharding(mesh, PartitionSpec(POPULATION_AXIS))
+    sharding = NamedSharding(mesh, PartitionSpec(MESH_AXIS))
 
     keys = _put(_pad(population.keys, padded), sharding)
     hparams = _put(_pad(population.hparams, padded), sharding)
@@ -181,7 +182,7 @@ def run_population(
     replicated = NamedSharding(mesh, PartitionSpec())
 
     run_fn = jax.jit(
-        chunk_program(trainer, padded, chunk),
+        per_device(chunk_program(trainer, padded, chunk), mesh),
         in_shardings=(sharding, sharding, replicated),
         out_shardings=sharding,
         donate_argnums=0,
@@ -270,6 +271,23 @@ def chunk_program(trainer: Trainer, size: int, chunk: int) -> Callable:
         return over_members(lambda s, h: trainer.run(s, h, chunk, evaluate), size)(state, hparams)
 
     return run_chunk
+
+
+def per_device(program: Callable, mesh: Mesh) -> Callable:
+    """``program(state, hparams, evaluate)`` run by each device of ``mesh`` on its own members.
+
+    ``jax.shard_map``: every device runs the vmapped program on its slice of the population,
+    with no communication between devices -- the start caches' refill decision (a ``pmax``
+    over the vmap axis, :mod:`rpo_jax.starts`) is taken per device. Under plain ``jit`` it
+    spanned the whole population, an all-reduce on every env step that kept the devices in
+    lockstep (and, across processes, went over the network). The decision only sets when
+    starts are computed, not their values, so what is learned is unchanged. One device: the
+    program as it is.
+    """
+    if mesh.devices.size == 1:
+        return program
+    spec = PartitionSpec(MESH_AXIS)
+    return jax.shard_map(program, mesh=mesh, in_specs=(spec, spec, PartitionSpec()), out_specs=spec, check_vma=False)
 
 
 def population_trainer(trainer: Trainer, size: int) -> Trainer:
