@@ -285,6 +285,27 @@ def test_cpu_devices_runs_both_settings(tmp_path):
     assert _positive(record["ratio_steps_per_s"]) and _positive(record["ratio_wall"])
 
 
+def test_cleanrl_speed_runs_the_paper_config_end_to_end(tmp_path):
+    cmd = [sys.executable, "-m", "bench.cleanrl_speed", "--steps", "4096", "--seeds", "2", "--reps", "1"]
+    proc = subprocess.run([*cmd, "--out", str(tmp_path)], cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    (path,) = tmp_path.glob("cleanrl_speed-*.json")
+    record = json.loads(path.read_text())
+    (run,) = record["runs"]
+    assert run["members"] == 2 and run["member_steps"] == 2 * 4096 and "--grid alpha=0.5" in run["command"]
+    assert _positive(run["ratio_vs_cleanrl"]) and run["wall_s"] > run["run_s"]
+
+
+def test_population_env_times_the_env_step_both_ways(tmp_path):
+    cmd = [sys.executable, "-m", "bench.population_env", "--env", "gymnax/Pendulum-v1", "--envs", "8"]
+    cmd += ["--members", "4", "--steps", "4", "--reps", "2", "--out", str(tmp_path)]
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    (path,) = tmp_path.glob("population_env-*.json")
+    record = json.loads(path.read_text())
+    assert record["members"] == 4 and _positive(record["ratio_flat_over_population"])
+
+
 @pytest.mark.slow  # about a minute: three compiled trainers; run with -m slow
 def test_ddpg_bench_runs_at_tiny_sizes(tmp_path):
     cmd = [sys.executable, "-m", "bench.ddpg", "--env", "gymnax/Pendulum-v1", "--members", "2", "--num-steps", "16"]
