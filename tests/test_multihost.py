@@ -201,7 +201,7 @@ def _slurm_env(processes: int):
 def test_a_dying_process_is_one_line_and_the_run_resumes(tmp_path):
     """Kill -9 one of two processes mid-run: the other says so in one line within seconds and exits 3;
     the status says interrupted; resuming on two processes finishes the run equal to the uninterrupted one."""
-    config = _config(tmp_path, 128 * 160)
+    config = _config(tmp_path, 128 * 60)
     out = tmp_path / "multi"
     procs = _launch(["sweep", config, "--out", str(out), "--quiet", "--checkpoint-every", "2", "--distributed"], 2)
     deadline = time.monotonic() + TIMEOUT
@@ -228,3 +228,29 @@ def test_a_dying_process_is_one_line_and_the_run_resumes(tmp_path):
     single = _single(["sweep", config, "--out", str(tmp_path / "single"), "--quiet"], devices=2)
     assert single.returncode == 0, single.stderr
     _assert_same_run(tmp_path / "single", out)
+
+
+@pytest.mark.parametrize(
+    "env, flags, message",
+    [
+        ({"JAX_NUM_PROCESSES": "2"}, [], "set both JAX_NUM_PROCESSES and JAX_PROCESS_ID"),
+        ({"JAX_NUM_PROCESSES": "2", "JAX_PROCESS_ID": "2", "JAX_COORDINATOR_ADDRESS": "127.0.0.1:1"}, [], "in [0,"),
+        ({"JAX_NUM_PROCESSES": "two", "JAX_PROCESS_ID": "0"}, [], "JAX_NUM_PROCESSES must be a non-negative integer"),
+        ({"JAX_NUM_PROCESSES": "2", "JAX_PROCESS_ID": "0"}, [], "JAX_COORDINATOR_ADDRESS must be host:port"),
+        ({}, ["--peer-timeout", "0"], "--peer-timeout must be at least 1 second"),
+    ],
+)
+def test_bad_distributed_settings_are_one_line_before_anything_starts(
+    tmp_path, monkeypatch, capsys, env, flags, message
+):
+    from rpo_jax import cli
+
+    for name in ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    out = tmp_path / "run"
+    assert cli.main(["sweep", _config(tmp_path, 512), "--out", str(out), "--distributed", *flags]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1, err
+    assert not out.exists()

@@ -12,6 +12,8 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 SCRIPT = textwrap.dedent(
     """
     import json, sys
@@ -54,6 +56,7 @@ def test_per_device_program_learns_what_one_program_over_all_devices_learns(tmp_
     assert out["same"]
 
 
+@pytest.mark.slow  # the equality test above is the guarantee; this one says why it is fast
 def test_the_per_device_program_has_no_collectives():
     """Compiled for 2 devices, the chunk program holds no all-reduce (the plain jit one does)."""
     script = textwrap.dedent(
