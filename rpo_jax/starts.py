@@ -28,6 +28,7 @@ import flax.struct
 import jax
 import jax.numpy as jnp
 
+from rpo_jax import batching
 from rpo_jax.envs import Environment, EnvState, StepResult
 
 
@@ -105,7 +106,7 @@ def step(
     results, the cache and the reused-start count of :func:`take` (0).
     """
     cache = refill(env, cache, actions.shape[0], axis_name)
-    after, result = jax.vmap(env.transition)(states, actions)
+    after, result = batching.merged_over_members(jax.vmap(env.transition))(states, actions)
     fresh, cache, reused = take(cache, result.terminated | result.truncated)
     states, result = jax.vmap(env.auto_reset)(after, result, fresh)
     return states, result, cache, reused

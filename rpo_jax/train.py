@@ -43,7 +43,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from rpo_jax import algorithms, envs, gae, normalization, ppo, starts
+from rpo_jax import algorithms, batching, envs, gae, normalization, ppo, starts
 from rpo_jax.config import HParams, TrainConfig
 from rpo_jax.distributions import action_distribution
 from rpo_jax.networks import Actor, Critic
@@ -209,7 +209,7 @@ class Trainer:
     def _env_step(self, state: TrainState, actions: jax.Array):
         """Steps all envs; episodes that end continue from fresh starts (the cache, or a reset per step)."""
         if not self.config.reset_pool:
-            env_state, result = jax.vmap(self.env.step)(state.env_state, actions)
+            env_state, result = batching.merged_over_members(jax.vmap(self.env.step))(state.env_state, actions)
             return env_state, result, state.starts, jnp.zeros((), jnp.int32)
         return starts.step(self.env, state.env_state, state.starts, actions, self.population_axis)
 
