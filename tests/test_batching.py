@@ -16,7 +16,7 @@ def _states_and_actions(env, members: int, per_member: int):
     return jax.tree.map(split, states), split(actions)
 
 
-@pytest.mark.parametrize("name", ["gymnax/Pendulum-v1", "brax/inverted_pendulum"])
+@pytest.mark.parametrize("name", ["gymnax/Pendulum-v1", pytest.param("brax/inverted_pendulum", marks=pytest.mark.slow)])
 def test_merged_step_equals_the_per_member_step(name):
     """Under a member vmap, merged = the doubly batched step (up to float rounding); each member's
     envs stay its own; unbatched, merged is the step itself."""

@@ -198,6 +198,7 @@ def _slurm_env(processes: int):
     return env
 
 
+@pytest.mark.slow  # ~40 s: two launches and a single-process reference; run with -m slow
 def test_a_dying_process_is_one_line_and_the_run_resumes(tmp_path):
     """Kill -9 one of two processes mid-run: the other says so in one line within seconds and exits 3;
     the status says interrupted; resuming on two processes finishes the run equal to the uninterrupted one."""
