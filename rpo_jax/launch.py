@@ -16,7 +16,6 @@ import sys
 from typing import Any
 
 import numpy as np
-import yaml
 
 from rpo_jax import config_io, errors, multihost, results, run_outputs, rundir, suite
 from rpo_jax.config import ConfigError, ExperimentConfig
@@ -201,8 +200,8 @@ def resume_run(args: argparse.Namespace) -> int:
                 claim.complete()
             print(f"rpo-jax resume: the complete --overwrite run now replaces {args.run_dir}")
             return 0
-        text = (claim.write_dir / "config.yaml").read_text() if claim is not None else None
-        config = config_io.config_from_dict(yaml.safe_load(multihost.share_text(text)))
+        data = config_io.load_yaml(str(claim.write_dir / "config.yaml")) if claim is not None else None
+        config = config_io.config_from_dict(json.loads(multihost.share_text(json.dumps(data))))
         ran_on = status.get("devices")
         devices = _select_devices(args, members_per_program(config))
         if args.devices is None and isinstance(ran_on, int):
