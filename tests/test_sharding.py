@@ -46,10 +46,15 @@ SCRIPT = textwrap.dedent(
 )
 
 
-def test_per_device_program_learns_what_one_program_over_all_devices_learns(tmp_path):
+def _on_two_devices(script: str) -> subprocess.CompletedProcess:
+    """``script`` in a fresh Python process with 2 CPU devices."""
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2", "TF_CPP_MIN_LOG_LEVEL": "3"}
     env.pop("RPO_JAX_CPU_DEVICES", None)
-    proc = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, timeout=600)
+    return subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=600)
+
+
+def test_per_device_program_learns_what_one_program_over_all_devices_learns(tmp_path):
+    proc = _on_two_devices(SCRIPT)
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out["episodes"] > 0 and out["reused"] == 0  # episodes ended, each from a fresh start
@@ -80,9 +85,7 @@ def test_the_per_device_program_has_no_collectives():
             print(name, text.count("all-reduce("))
         """
     )
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2", "TF_CPP_MIN_LOG_LEVEL": "3"}
-    env.pop("RPO_JAX_CPU_DEVICES", None)
-    proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=600)
+    proc = _on_two_devices(script)
     assert proc.returncode == 0, proc.stderr[-3000:]
     counts = dict(line.split() for line in proc.stdout.strip().splitlines()[-2:])
     assert counts["per_device"] == "0" and int(counts["plain"]) > 0, counts
