@@ -17,16 +17,12 @@ CleanRL's wall time for the same number of member-steps over ours: (members x st
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
-import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 
-from bench.common import REPO_ROOT, utc_stamp, write_json
+from bench.common import REPO_ROOT, run_cli, utc_stamp, write_json
 
 CONFIG = "configs/paper/pendulum_v1.yaml"
 CLEANRL_WALL_PER_MILLION_ON_2_CORES = 2540.0 / 10  # s per 1M member-steps: 10 runs x 1M take ~2,540 s
@@ -34,21 +30,13 @@ TARGET_RATIO = 30.0
 
 
 def run_once(args: argparse.Namespace, out: Path) -> dict:
-    env = {k: v for k, v in os.environ.items() if k not in ("RPO_JAX_CPU_DEVICES", "XLA_FLAGS")}
-    cmd = ["rpo-jax", "sweep", CONFIG, "--total-timesteps", str(args.steps), "--seeds", str(args.seeds)]
+    cmd = ["sweep", CONFIG, "--total-timesteps", str(args.steps), "--seeds", str(args.seeds)]
     cmd += [] if args.both_alphas else ["--grid", "alpha=0.5"]
     cmd += ["--out", str(out), "--quiet"]
-    start = time.perf_counter()
-    proc = subprocess.run(
-        [sys.executable, "-m", "rpo_jax.cli", *cmd[1:]], env=env, capture_output=True, text=True, cwd=REPO_ROOT
-    )
-    wall = time.perf_counter() - start
-    if proc.returncode != 0:
-        raise SystemExit(f"bench.cleanrl_speed: {' '.join(cmd)} failed: {proc.stderr.strip()[-500:]}")
-    summary = json.loads((out / "summary.json").read_text())
+    summary, wall = run_cli(cmd, out, "bench.cleanrl_speed")
     members, member_steps = summary["members"], summary["env_steps_total"]
     return {
-        "command": " ".join(cmd),
+        "command": " ".join(["rpo-jax", *cmd]),
         "members": members,
         "devices": summary["devices"],
         "member_steps": member_steps,

@@ -383,3 +383,25 @@ def library_batched_env(name: str, adapter: rpo_envs.Environment):
     environment, wrap_fn = brax_training_env(name, adapter)
     wrap = wrap_fn or brax_training.wrap
     return wrap(environment, episode_length=adapter.episode_length, action_repeat=1)
+
+
+def run_cli(args: list[str], out: Path, who: str, devices: str | None = None) -> tuple[dict[str, Any], float]:
+    """``rpo-jax ARGS`` (which must write ``--out OUT``) as a fresh process: its ``summary.json`` and wall seconds.
+
+    The CLI's own device default unless ``devices`` (``RPO_JAX_CPU_DEVICES``); a failure ends the
+    bench ``who`` with the command and the end of its stderr.
+    """
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k not in ("RPO_JAX_CPU_DEVICES", "XLA_FLAGS")}
+    if devices is not None:
+        env["RPO_JAX_CPU_DEVICES"] = devices
+    start = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, "-m", "rpo_jax.cli", *args], env=env, capture_output=True, text=True, cwd=REPO_ROOT
+    )
+    wall = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise SystemExit(f"{who}: rpo-jax {' '.join(args)} failed: {proc.stderr.strip()[-500:]}")
+    return json.loads((out / "summary.json").read_text()), wall

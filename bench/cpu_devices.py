@@ -12,30 +12,18 @@ float rounding (XLA compiles a different per-device batch); what is learned does
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
-import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 
-from bench.common import REPO_ROOT, utc_stamp, write_json
+from bench.common import REPO_ROOT, run_cli, utc_stamp, write_json
 
 
 def run_once(config: str, steps: int, devices: str | None, out: Path) -> dict:
-    env = {k: v for k, v in os.environ.items() if k not in ("RPO_JAX_CPU_DEVICES", "XLA_FLAGS")}
-    if devices is not None:
-        env["RPO_JAX_CPU_DEVICES"] = devices
-    cmd = [sys.executable, "-m", "rpo_jax.cli", "sweep", config, "--total-timesteps", str(steps)]
+    cmd = ["sweep", config, "--total-timesteps", str(steps)]
     cmd += ["--out", str(out), "--quiet", "--no-tensorboard", "--checkpoint-minutes", "0"]
-    start = time.perf_counter()
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=REPO_ROOT)
-    wall = time.perf_counter() - start
-    if proc.returncode != 0:
-        raise SystemExit(f"bench.cpu_devices: {' '.join(cmd)} failed: {proc.stderr.strip()[-500:]}")
-    summary = json.loads((out / "summary.json").read_text())
+    summary, wall = run_cli(cmd, out, "bench.cpu_devices", devices)
     return {
         "devices": summary["devices"],
         "wall_s": round(wall, 2),
