@@ -161,6 +161,29 @@ def mean_difference_ci(
     return float(x.mean() - y.mean()), float(low), float(high)
 
 
+def paired_difference_ci(
+    x: np.ndarray, y: np.ndarray, *, reps: int = 2000, confidence: float = 0.95, seed: int = 0
+) -> tuple[float, float, float]:
+    """``mean(x - y)`` of paired samples (e.g. two methods run from the same seeds) and its percentile
+    bootstrap interval: each replicate resamples the pairs, with replacement.
+
+    Returns:
+      ``(point, low, high)``; pairs with a NaN are dropped first.
+    """
+    _check_confidence(confidence, reps)
+    x, y = (np.asarray(v, dtype=float).reshape(-1) for v in (x, y))
+    if x.shape != y.shape:
+        raise ValueError(f"paired_difference_ci needs samples of one length, got {x.size} and {y.size}")
+    d = (x - y)[~(np.isnan(x) | np.isnan(y))]
+    if d.size == 0:
+        raise ValueError("paired_difference_ci needs at least one pair without NaN")
+    rng = np.random.default_rng(seed)
+    means = d[rng.integers(0, d.size, (reps, d.size))].mean(1)
+    tail = (1.0 - confidence) / 2.0 * 100.0
+    low, high = np.percentile(means, [tail, 100.0 - tail])
+    return float(d.mean()), float(low), float(high)
+
+
 def _task_probability(x: np.ndarray, y: np.ndarray) -> float:
     """P(X > Y) + P(X = Y) / 2 for one task, over all pairs."""
     gt = (x[:, None] > y[None, :]).mean()

@@ -310,6 +310,75 @@ def validate_hparam(name: str, value: Any, where: str = "hparams") -> float:
 STATIC_SWEEP_FIELDS: tuple[str, ...] = ("action_dist", "augmentation", "algorithm", "smoothness", "smoothness_target")
 
 
+# Hyperparameters PBT may not explore: switches, not magnitudes.
+PBT_FIXED: tuple[str, ...] = ("anneal_alpha",)
+
+
+@dataclasses.dataclass(frozen=True)
+class PBTConfig:
+    """Population-based training (Jaderberg et al., 2017) inside the compiled program (:mod:`rpo_jax.pbt`).
+
+    Every ``interval`` iterations the members of each seed are ranked by their mean training
+    return since the last step; each member of the bottom ``fraction`` copies the parameters,
+    optimiser and observation / reward statistics and the hyperparameters of a random member of
+    the top ``fraction`` (exploit), then perturbs the ``explore`` hyperparameters (explore). Off
+    while ``interval`` is 0.
+    """
+
+    interval: int = _sweep_field(0, "iterations between exploit / explore steps; 0 = PBT off")
+    explore: tuple[tuple[str, tuple[float, float]], ...] = _sweep_field(
+        (), "hparams PBT perturbs, with bounds, e.g. {alpha: [0.001, 3]}"
+    )
+    fraction: float = _sweep_field(0.25, "bottom fraction of each seed's members that copies the top fraction")
+    factors: tuple[float, ...] = _sweep_field((0.8, 1.25), "explore: a copied value is multiplied by one of these")
+    resample_probability: float = _sweep_field(
+        0.25, "explore: chance of drawing a value from sweep.grid (log-uniform in the bounds if not in the grid)"
+    )
+
+    @property
+    def enabled(self) -> bool:
+        return self.interval > 0
+
+    def validate(self) -> None:
+        where = "sweep.pbt"
+        if not _is_int(self.interval) or self.interval < 0:
+            raise ConfigError(f"{where}.interval must be an integer >= 0, got {self.interval!r}")
+        if not self.enabled:
+            return
+        if not self.explore:
+            raise ConfigError(
+                f"{where}.explore must name at least one hyperparameter with bounds, e.g. {{alpha: [0.001, 3]}}"
+            )
+        for name, bounds in self.explore:
+            if name in PBT_FIXED:
+                raise ConfigError(f"{where}.explore.{name} cannot be explored (it is a 0/1 switch)")
+            if len(bounds) != 2:
+                raise ConfigError(f"{where}.explore.{name} must be [low, high], got {list(bounds)!r}")
+            low, high = (validate_hparam(name, v, where=f"{where}.explore") for v in bounds)
+            if not low < high:
+                raise ConfigError(f"{where}.explore.{name} must be [low, high] with low < high, got {list(bounds)!r}")
+        if not _is_finite(self.fraction) or not 0 < self.fraction <= 0.5:
+            raise ConfigError(f"{where}.fraction must be in (0, 0.5], got {self.fraction!r}")
+        if not self.factors or any(not _is_finite(f) or f <= 0 for f in self.factors):
+            raise ConfigError(
+                f"{where}.factors must be a non-empty list of positive numbers, got {list(self.factors)!r}"
+            )
+        if not _is_finite(self.resample_probability) or not 0 <= self.resample_probability <= 1:
+            raise ConfigError(f"{where}.resample_probability must be in [0, 1], got {self.resample_probability!r}")
+
+    def bounds(self, name: str) -> tuple[float, float]:
+        return dict(self.explore)[name]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "interval": self.interval,
+            "explore": {n: [float(v) for v in b] for n, b in self.explore},
+            "fraction": float(self.fraction),
+            "factors": [float(f) for f in self.factors],
+            "resample_probability": float(self.resample_probability),
+        }
+
+
 @dataclasses.dataclass(frozen=True)
 class SweepConfig:
     """Which population to train.
@@ -332,6 +401,9 @@ class SweepConfig:
         (), "train fields swept, e.g. {action_dist: [gaussian, laplace]} (one compile per point)"
     )
     chunk_iterations: int = _sweep_field(0, "iterations per compiled call / progress report; 0 = about 20 reports")
+    pbt: PBTConfig = _sweep_field(
+        PBTConfig(), "population-based training: {interval, explore, fraction, factors, resample_probability}"
+    )
 
     def validate(self) -> None:
         if not self.seeds:
@@ -368,6 +440,7 @@ class SweepConfig:
                 raise ConfigError(f"sweep.static.{name} must list distinct values, got {list(values)!r}")
         if not _is_int(self.chunk_iterations) or self.chunk_iterations < 0:
             raise ConfigError(f"sweep.chunk_iterations must be an integer >= 0, got {self.chunk_iterations!r}")
+        self.pbt.validate()
 
     @property
     def swept_hparams(self) -> list[str]:
@@ -414,11 +487,39 @@ class ExperimentConfig:
             validate_hparam(name, getattr(self.hparams, name))
         self.sweep.validate()
         self._validate_distinct_variants()
+        self._validate_pbt()
         for point in self.sweep.static_points():
             variant = dataclasses.replace(self.train, **point)
             variant.validate()
             if variant.num_iterations != self.train.num_iterations:
                 raise ConfigError(f"sweep.static point {point} changes the number of iterations")
+
+    def _validate_pbt(self) -> None:
+        """PBT needs an on-policy algorithm, two members per seed, a step before the end, start values in bounds."""
+        pbt = self.sweep.pbt
+        if not pbt.enabled:
+            return
+        algorithm = algorithms.get(self.train.algorithm)
+        if getattr(algorithm, "trainer_class", None) is not None:
+            raise ConfigError(
+                f"sweep.pbt works with the on-policy algorithms, not train.algorithm={self.train.algorithm}"
+            )
+        if pbt.interval >= self.train.num_iterations:
+            raise ConfigError(
+                f"sweep.pbt.interval={pbt.interval} leaves no PBT step in a run of "
+                f"{self.train.num_iterations} iterations"
+            )
+        per_seed = len(self.sweep.members(self.hparams)) // (len(self.sweep.seeds) * len(self.sweep.static_points()))
+        if per_seed < 2:
+            raise ConfigError("sweep.pbt needs at least 2 members per seed (a sweep.grid or sweep.variants)")
+        for member in self.sweep.members(self.hparams):
+            for name, (low, high) in pbt.explore:
+                value = member.get(name, float(getattr(self.hparams, name)))
+                if not low <= value <= high:
+                    raise ConfigError(
+                        f"sweep.pbt.explore.{name}: member {member['member']} starts at {value:g}, "
+                        f"outside [{low:g}, {high:g}]"
+                    )
 
     def _validate_distinct_variants(self) -> None:
         """Rejects two variants that train the same members once ``hparams`` fills what they omit."""
@@ -446,6 +547,7 @@ class ExperimentConfig:
                 "variants": [{n: float(v) for n, v in point} for point in self.sweep.variants],
                 "static": {n: list(vs) for n, vs in self.sweep.static},
                 "chunk_iterations": self.sweep.chunk_iterations,
+                **({"pbt": self.sweep.pbt.to_dict()} if self.sweep.pbt.enabled else {}),
             },
         }
 

@@ -21,6 +21,7 @@ from rpo_jax.config import (
     ConfigError,
     ExperimentConfig,
     HParams,
+    PBTConfig,
     SweepConfig,
     TrainConfig,
     _as_int,
@@ -52,7 +53,10 @@ def describe_fields() -> list[dict[str, str]]:
     for f in dataclasses.fields(HParams):
         rows.append(_row("hparams", f, "traced", _HPARAM_RULES[f.name][1], type_="float"))
     for f in dataclasses.fields(SweepConfig):
-        rows.append(_row("sweep", f, "sweep", "", type_=_SWEEP_TYPES[f.name]))
+        if f.name == "pbt":  # one row per PBTConfig field
+            rows += [_row("sweep.pbt", g, "sweep", "", type_=_PBT_TYPES[g.name]) for g in dataclasses.fields(PBTConfig)]
+        else:
+            rows.append(_row("sweep", f, "sweep", "", type_=_SWEEP_TYPES[f.name]))
     return rows
 
 
@@ -62,6 +66,13 @@ _SWEEP_TYPES = {
     "variants": "list[{hparam: float}]",
     "static": "{train field: list}",
     "chunk_iterations": "int",
+}
+_PBT_TYPES = {
+    "interval": "int",
+    "explore": "{hparam: [low, high]}",
+    "fraction": "float",
+    "factors": "list[float]",
+    "resample_probability": "float",
 }
 
 
@@ -143,6 +154,36 @@ def _seeds(value: Any) -> tuple[int, ...]:
     if isinstance(value, (list, tuple)):
         return tuple(_as_int(v) for v in value)
     raise ConfigError(f"sweep.seeds must be a positive count or a list of seeds, got {value!r}")
+
+
+_PBT_FIELDS = {f.name: f for f in dataclasses.fields(PBTConfig)}
+
+
+def _pbt(value: Any) -> PBTConfig:
+    """``sweep.pbt``: a mapping of :class:`PBTConfig` fields (null: off); lists become tuples."""
+    if value is None:
+        return PBTConfig()
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"sweep.pbt must be a mapping of {', '.join(_PBT_FIELDS)}, got {value!r}")
+    kwargs: dict[str, Any] = {}
+    for key, item in value.items():
+        if key not in _PBT_FIELDS:
+            raise ConfigError(f"unknown key 'sweep.pbt.{key}'; choose from {', '.join(_PBT_FIELDS)}")
+        if key == "interval":
+            item = _as_int(item)
+        elif key == "explore":
+            if not isinstance(item, Mapping) or not all(isinstance(b, (list, tuple)) for b in item.values()):
+                raise ConfigError(f"sweep.pbt.explore must map hyperparameter names to [low, high], got {item!r}")
+            for name in item:
+                if name not in HPARAM_NAMES:
+                    raise ConfigError(
+                        f"unknown hyperparameter '{name}' in sweep.pbt.explore; choose from {', '.join(HPARAM_NAMES)}"
+                    )
+            item = tuple((n, tuple(b)) for n, b in item.items())
+        elif key == "factors":
+            item = tuple(item) if isinstance(item, (list, tuple)) else (item,)
+        kwargs[key] = item
+    return PBTConfig(**kwargs)
 
 
 def expand_preset(data: dict[str, Any]) -> None:
@@ -232,8 +273,12 @@ def config_from_dict(data: Mapping[str, Any]) -> ExperimentConfig:
             )
         elif key == "chunk_iterations":
             sweep_kwargs["chunk_iterations"] = _as_int(value)
+        elif key == "pbt":
+            sweep_kwargs["pbt"] = _pbt(value)
         else:
-            raise ConfigError(f"unknown key 'sweep.{key}'; choose from seeds, grid, variants, static, chunk_iterations")
+            raise ConfigError(
+                f"unknown key 'sweep.{key}'; choose from seeds, grid, variants, static, chunk_iterations, pbt"
+            )
     config = ExperimentConfig(train=train, hparams=hparams, sweep=SweepConfig(**sweep_kwargs))
     config.validate()
     return config

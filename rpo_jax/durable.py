@@ -218,7 +218,7 @@ def run_durable(
             return progress
 
         try:
-            resume = _restore_shared(manager, population.state_shape(trainer, pop.size))
+            resume = _restore_shared(manager, population.state_shape(trainer, pop.size, with_pbt=pop.pbt is not None))
             saved["iteration"] = resume.iteration if resume is not None else 0
             if resume is not None and resume.iteration == trainer.num_iterations:
                 finished.append(
@@ -287,7 +287,9 @@ def _chunk_fn(trainer, pop, manager, resume, *, config, run_dir, done, policy, s
     """
     history = [resume.metrics] if resume is not None and resume.iteration else []
     last_save = {"time": time.monotonic()}
-    chunk = population.chunk_size(trainer.num_iterations, config.sweep.chunk_iterations)
+    chunk = population.chunk_size(
+        trainer.num_iterations, config.sweep.chunk_iterations, pbt_interval=config.sweep.pbt.interval
+    )
 
     def chunk_fn(iteration: int, state: Any, metrics: dict[str, np.ndarray]) -> bool:
         history.append(metrics)

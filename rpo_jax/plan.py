@@ -120,7 +120,9 @@ def make_plan(config, members: int = 8) -> Plan:
 
     point = config.sweep.static_points()[0]
     trainer = make_trainer(dataclasses.replace(config.train, **point))
-    chunk = pop.chunk_size(config.train.num_iterations, config.sweep.chunk_iterations)
+    chunk = pop.chunk_size(
+        config.train.num_iterations, config.sweep.chunk_iterations, pbt_interval=config.sweep.pbt.interval
+    )
     return Plan(chunk_memory(trainer, 2, chunk), chunk_memory(trainer, members, chunk))
 
 

@@ -22,8 +22,8 @@ import numpy as np
 from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from rpo_jax import multihost
-from rpo_jax.config import ExperimentConfig, HParams, SweepConfig
+from rpo_jax import multihost, pbt
+from rpo_jax.config import ExperimentConfig, HParams, PBTConfig, SweepConfig
 from rpo_jax.train import Trainer, TrainState, as_hparams, make_trainer, stack_hparams
 
 POPULATION_AXIS = "population"  # the vmap axis of the members (collectives over it: rpo_jax.starts)
@@ -37,10 +37,17 @@ class Population:
     members: list[dict[str, Any]]  # one row per member: member, seed, swept values
     keys: np.ndarray  # [P, 2] uint32 PRNG keys, one per member (from its seed)
     hparams: HParams  # leaves [P] float32
+    pbt: PBTConfig | None = None  # population-based training (rpo_jax.pbt), if sweep.pbt is on
+    grid: tuple[tuple[str, tuple[float, ...]], ...] = ()  # sweep.grid: PBT's resampling values
 
     @property
     def size(self) -> int:
         return len(self.members)
+
+    def pbt_groups(self) -> np.ndarray:
+        """``[P]`` each member's PBT population: the index of its seed (members of one seed evolve together)."""
+        seeds = sorted({m["seed"] for m in self.members})
+        return np.asarray([seeds.index(m["seed"]) for m in self.members], np.int32)
 
 
 def build_population(sweep: SweepConfig, base: HParams, static_point: dict[str, Any] | None = None) -> Population:
@@ -58,18 +65,26 @@ def build_population(sweep: SweepConfig, base: HParams, static_point: dict[str, 
     names = sweep.swept_hparams
     rows = [as_hparams(base, **{n: m[n] for n in names}) for m in members]
     keys = np.stack([np.asarray(jax.random.PRNGKey(m["seed"])) for m in members])
-    return Population(members=members, keys=keys, hparams=stack_hparams(rows))
+    return Population(
+        members=members,
+        keys=keys,
+        hparams=stack_hparams(rows),
+        pbt=sweep.pbt if sweep.pbt.enabled else None,
+        grid=sweep.grid,
+    )
 
 
-def chunk_size(num_iterations: int, requested: int = 0, reports: int = 20) -> int:
+def chunk_size(num_iterations: int, requested: int = 0, reports: int = 20, pbt_interval: int = 0) -> int:
     """Iterations per compiled chunk: the largest divisor of ``num_iterations`` not above the target.
 
     Chunks must divide the run so a single compiled chunk program serves the
     whole sweep. The target is ``requested`` or, if 0, about ``reports`` chunks.
+    With ``pbt_interval`` the chunk also divides it, so every PBT step ends a chunk.
     """
     target = requested if requested > 0 else max(1, math.ceil(num_iterations / reports))
     target = min(target, num_iterations)
-    return max(d for d in range(1, target + 1) if num_iterations % d == 0)
+    whole = math.gcd(num_iterations, pbt_interval) if pbt_interval else num_iterations
+    return max(d for d in range(1, target + 1) if whole % d == 0)
 
 
 @dataclasses.dataclass
@@ -171,29 +186,48 @@ def run_population(
     keys = _put(_pad(population.keys, padded), sharding)
     hparams = _put(_pad(population.hparams, padded), sharding)
     num_iterations = trainer.num_iterations
-    chunk = chunk_size(num_iterations, chunk_iterations)
+    interval = population.pbt.interval if population.pbt is not None else 0
+    chunk = chunk_size(num_iterations, chunk_iterations, pbt_interval=interval)
     first = 0 if resume is None else resume.iteration
     if first % chunk or not 0 <= first <= num_iterations:
         raise ValueError(f"cannot resume at iteration {first}: not a chunk boundary of {chunk} in {num_iterations}")
 
     trainer = population_trainer(trainer, padded)
-    init = over_members(trainer.init, padded)
+    init = over_members(pbt.with_pbt(trainer.init) if population.pbt else trainer.init, padded)
     init_fn = jax.jit(init, in_shardings=(sharding, sharding), out_shardings=sharding)
     replicated = NamedSharding(mesh, PartitionSpec())
 
+    program = per_device(chunk_program(trainer, padded, chunk), mesh)
+    if population.pbt is not None:  # the PBT step runs after the per-device chunk, over the whole population
+        pad = padded - size
+        program = pbt.chunk_program(
+            program,
+            population.pbt,
+            trainer.config,
+            groups=np.concatenate([population.pbt_groups(), np.full(pad, -1, np.int32)]),
+            member_ids=np.asarray([m["member"] for m in population.members] + [-1] * pad, np.int32),
+            grid=dict(population.grid),
+        )
+    flag_args = 1 if population.pbt is None else 2
     run_fn = jax.jit(
-        per_device(chunk_program(trainer, padded, chunk), mesh),
-        in_shardings=(sharding, sharding, replicated),
+        program,
+        in_shardings=(sharding, sharding) + (replicated,) * flag_args,
         out_shardings=sharding,
         donate_argnums=0,
     )
     flags = {flag: _put(np.asarray(flag), replicated) for flag in (False, True)}
 
+    def chunk_flags(end: int) -> tuple:
+        evaluate = flags[_evaluates(trainer.config, end, chunk)]
+        if population.pbt is None:
+            return (evaluate,)
+        return evaluate, flags[pbt.exploit_due(end, population.pbt.interval, num_iterations)]
+
     start = time.perf_counter()
     state_shape = jax.eval_shape(init, keys, hparams)
     state_spec = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding), state_shape)
     init_compiled = init_fn.lower(keys, hparams).compile() if resume is None else None
-    run_compiled = run_fn.lower(state_spec, hparams, flags[False]).compile()
+    run_compiled = run_fn.lower(state_spec, hparams, *(flags[False],) * flag_args).compile()
     compile_seconds = time.perf_counter() - start
 
     start = time.perf_counter()
@@ -205,7 +239,7 @@ def run_population(
         chunks = [resume.metrics] if first else []
     done = first
     while done < num_iterations:
-        state, metrics = run_compiled(state, hparams, flags[_evaluates(trainer.config, done + chunk, chunk)])
+        state, metrics = run_compiled(state, hparams, *chunk_flags(done + chunk))
         _wait(metrics)
         metrics = {k: v[:size] for k, v in fetch(metrics).items()}
         chunks.append(metrics)
@@ -264,11 +298,15 @@ def chunk_program(trainer: Trainer, size: int, chunk: int) -> Callable:
     """``run_chunk(state, hparams, evaluate)``: ``chunk`` iterations of every member, the program a sweep repeats.
 
     ``trainer`` comes from :func:`population_trainer` for ``size``; ``evaluate`` is one unbatched flag,
-    so it stays a real branch under vmap.
+    so it stays a real branch under vmap. A member whose state carries PBT's (``state.pbt``) trains
+    with the hyperparameters there, not ``hparams`` (:func:`rpo_jax.pbt.hparams_in_effect`).
     """
 
     def run_chunk(state, hparams, evaluate):
-        return over_members(lambda s, h: trainer.run(s, h, chunk, evaluate), size)(state, hparams)
+        def member(s, h):
+            return trainer.run(s, pbt.hparams_in_effect(s, h), chunk, evaluate)
+
+        return over_members(member, size)(state, hparams)
 
     return run_chunk
 
@@ -380,19 +418,21 @@ def diverged_members(result: SweepResult) -> dict[int, int]:
     return {m["member"]: int(i) for m, i in zip(result.members, at) if i >= 0}
 
 
-def state_shape(trainer: Trainer, size: int) -> TrainState:
+def state_shape(trainer: Trainer, size: int, with_pbt: bool = False) -> TrainState:
     """Shapes and dtypes of the :class:`~rpo_jax.train.TrainState` of ``size`` members (leading axis ``size``).
 
-    A restore target for checkpoints of a population; nothing is computed.
+    A restore target for checkpoints of a population (``with_pbt``: one trained with ``sweep.pbt``);
+    nothing is computed.
     """
     keys = jax.ShapeDtypeStruct((size, 2), np.uint32)
     hparams = jax.tree.map(lambda _: jax.ShapeDtypeStruct((size,), np.float32), HParams())
-    return jax.eval_shape(jax.vmap(trainer.init), keys, hparams)
+    return jax.eval_shape(jax.vmap(pbt.with_pbt(trainer.init) if with_pbt else trainer.init), keys, hparams)
 
 
 def checkpoint_tree(state: TrainState) -> dict[str, Any]:
-    """What is saved of each member: parameters, optimiser and normaliser state, key, iteration."""
-    return {
+    """What is saved of each member: parameters, optimiser and normaliser state, key, iteration
+    (and, after PBT, the hyperparameters it ended with)."""
+    tree = {
         "params": state.params,
         "opt_state": state.opt_state,
         "normalizer": state.normalizer,
@@ -400,3 +440,6 @@ def checkpoint_tree(state: TrainState) -> dict[str, Any]:
         "iteration": state.iteration,
         "diverged_at": state.diverged_at,
     }
+    if getattr(state, "pbt", None) is not None:
+        tree["hparams"] = state.pbt.hparams
+    return tree

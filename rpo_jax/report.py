@@ -13,6 +13,9 @@ directory of ``rpo-jax suite`` stands for all its tasks' -- and writes:
   ``diverged`` column counts the variant's diverged members, the markdown names each of them, and its
   ``effect`` / ``effect_low`` / ``effect_high`` give each variant's mean minus the baseline's on that env
   with a 95 % bootstrap CI over seeds (:func:`rpo_jax.aggregate.mean_difference_ci`);
+* runs trained with ``sweep.pbt``: their hyperparameter schedules, lineage and a comparison with
+  a fixed grid among the runs, in ``pbt.md`` and ``pbt_*.png`` (:mod:`rpo_jax.pbt_report`); the
+  tables and curves above cover the other runs;
 * ``aggregate.md`` -- across tasks (envs): IQM of min-max-normalised final returns with a
   stratified bootstrap CI per variant, and the probability of improvement of each variant over
   the PPO baseline (see :mod:`rpo_jax.aggregate`).
@@ -58,7 +61,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from rpo_jax import aggregate, plots, reference, rundir, suite
+from rpo_jax import aggregate, pbt_report, plots, reference, rundir, suite
 from rpo_jax.errors import InputError
 from rpo_jax.plots import save_figure as _save_figure
 from rpo_jax.plots import variant_label
@@ -191,6 +194,12 @@ def make_report(
     except OSError as e:
         raise ReportError(f"cannot create output directory {out_dir}: {_one_line(e)}") from e
 
+    pbt_runs = [r for r in runs if pbt_report.explored(r)]  # reported apart: rpo_jax.pbt_report
+    runs = [r for r in runs if not pbt_report.explored(r)]
+    pbt_written = pbt_report.report(pbt_runs, runs, out, fraction) if pbt_runs else []
+    if not runs:
+        return pbt_written
+
     variant_cols: list[str] = []
     for r in runs:
         variant_cols += [c for c in r.variant_cols if c not in variant_cols]
@@ -242,7 +251,7 @@ def make_report(
     envs = list(dict.fromkeys(r.env for r in runs))
     base_label, base_note = _select_baseline(variants_df, variant_cols, baseline)
 
-    written: list[pathlib.Path] = []
+    written: list[pathlib.Path] = list(pbt_written)
     used_names: set[str] = set()
     for env in envs:
         name = _safe_name(env)
@@ -267,7 +276,8 @@ def make_report(
             )
             written.append(path)
         fe = healthy[healthy["env"] == env]
-        if "alpha" in variant_cols and fe["alpha"].dropna().nunique() > 2:
+        measured = fe.dropna(subset=["final_return"])  # a tiny run may have no finished episode in its window
+        if "alpha" in variant_cols and measured["alpha"].dropna().nunique() > 2:
             path = out / f"alpha_ablation_{name}.png"
             _plot_alpha_ablation(fe, variant_cols, env, path)
             written.append(path)

@@ -82,7 +82,27 @@ def summarize(config: ExperimentConfig, result, size: int, group_names: list[str
         "env_steps_per_second": round(total_steps / max(result.run_seconds, 1e-9), 1),
         "final_return": group_summary(result.members, group_names, finals, diverged),
         "diverged": [{**m, "diverged_at": diverged[m["member"]]} for m in result.members if m["member"] in diverged],
+        **({"pbt": pbt_summary(config, result, finals, diverged)} if config.sweep.pbt.enabled else {}),
     }
+
+
+def pbt_summary(config: ExperimentConfig, result, finals, diverged: dict[int, int]) -> list[dict[str, Any]]:
+    """Per seed (one PBT population each): its best member by final return and the values it ended with."""
+    names = [n for n, _ in config.sweep.pbt.explore]
+    rows = []
+    for seed in config.sweep.seeds:
+        candidates = [
+            (float(f), i)
+            for i, (m, f) in enumerate(zip(result.members, finals))
+            if m["seed"] == seed and m["member"] not in diverged and np.isfinite(f)
+        ]
+        if not candidates:
+            rows.append({"seed": seed, "member": None, "final_return": float("nan")})
+            continue
+        best, i = max(candidates)
+        ended = {n: float(np.asarray(getattr(result.state.pbt.hparams, n))[i]) for n in names}
+        rows.append({"seed": seed, "member": result.members[i]["member"], "final_return": best, **ended})
+    return rows
 
 
 def print_summary(summary: dict[str, Any], group_names: list[str]) -> None:
@@ -91,10 +111,20 @@ def print_summary(summary: dict[str, Any], group_names: list[str]) -> None:
         f"compile {summary['compile_seconds']:.1f}s, run {summary['run_seconds']:.1f}s "
         f"({summary['env_steps_per_second']:,.0f} env steps/s)"
     )
+    started = "members that started at " if "pbt" in summary else ""
     for row in summary["final_return"]:
-        label = ", ".join(f"{n}={_fmt(row[n])}" for n in group_names) or "all members"
+        label = started + (", ".join(f"{n}={_fmt(row[n])}" for n in group_names) or "all members")
         gone = f"; {row['diverged']} diverged, left out" if row["diverged"] else ""
         print(f"final return {label}: {row['mean']:.1f} ± {row['std']:.1f} over {row['n']} seeds{gone}")
+    for row in summary.get("pbt", []):
+        ended = ", ".join(f"{n}={_fmt(v)}" for n, v in row.items() if n not in ("seed", "member", "final_return"))
+        if row["member"] is None:
+            print(f"PBT seed {row['seed']}: no member with a final return")
+        else:
+            print(
+                f"PBT seed {row['seed']}: best member {row['member']} (ended with {ended}): "
+                f"final return {row['final_return']:.1f}"
+            )
     for row in summary["diverged"]:
         print(f"diverged: member {row['member']} (seed {row['seed']}) at iteration {row['diverged_at']}")
 

@@ -74,7 +74,7 @@ def load_run(run_dir) -> RunCheckpoint:
     size = len(members)
     points = config.sweep.static_points()
     trainer = train.make_trainer(dataclasses.replace(config.train, **points[0]))
-    target = population.checkpoint_tree(population.state_shape(trainer, size))
+    target = population.checkpoint_tree(population.state_shape(trainer, size, with_pbt=config.sweep.pbt.enabled))
     try:
         checkpoint = _restore(results.restore_checkpoint, p / "checkpoint", target)
     except ValueError as e:

@@ -95,6 +95,9 @@ class TrainState:
     # int32: index (0-based, as the metrics' ``iteration``) of the first iteration after whose update
     # a parameter (actor or critic) or a loss term was non-finite; -1 while that never happened.
     diverged_at: jax.Array
+    # population-based training (rpo_jax.pbt.PBTState: the hyperparameters in effect, the fitness
+    # window) when sweep.pbt is on; None otherwise, so the state is as it was without PBT.
+    pbt: Any = None
 
 
 @flax.struct.dataclass

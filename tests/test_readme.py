@@ -99,6 +99,8 @@ def _tiny(args: list[str]) -> list[str]:
     """A README command at test size, with paths resolved against the repository."""
     args = [str(REPO / a) if a.startswith("configs/") else a for a in args]
     if args[0] in ("sweep", "train"):
+        if any(a.endswith("pbt_alpha.yaml") for a in args) and "sweep.pbt=null" not in args:
+            return args + TINY + ["--set", "sweep.pbt={interval: 2, explore: {alpha: [0.001, 3]}}"]  # 8 iterations
         return args + TINY
     if args[0] == "robustness":
         i = args.index("--episodes")
@@ -140,6 +142,8 @@ def test_every_rpo_jax_command_of_the_readme_runs(tmp_path, monkeypatch, capsys)
         assert json.loads((tmp_path / run / "status.json").read_text())["state"] == "complete", run
     assert (tmp_path / "runs/qs/robustness/robustness.csv").is_file()
     assert (tmp_path / "runs/report").is_dir()
+    pbt_md = (tmp_path / "runs/pbt_report/pbt.md").read_text()
+    assert "| PBT, best member |" in pbt_md and "grid, best member" in pbt_md
     assert (tmp_path / "runs/qs/evaluation/evaluation.csv").is_file()
     assert (tmp_path / "runs/ip/episode.gif").stat().st_size > 0
     assert json.loads((tmp_path / "runs/ddpg_swimmer/status.json").read_text())["state"] == "complete"
