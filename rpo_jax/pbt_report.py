@@ -149,7 +149,7 @@ def _grid_statistics(grid: RunData, names: list[str], fraction: float) -> dict[s
     f = _finals(grid, fraction)
     by_seed = f.groupby("seed")["final_return"]
     configs = f.groupby(names)["final_return"].mean().sort_values()
-    best_config, median_config = configs.index[-1], configs.index[(len(configs) - 1) // 2]
+    best_config, median_config = configs.index[-1], configs.index[len(configs) // 2]  # even count: the better middle one
 
     def per_seed(config) -> np.ndarray:
         key = config if isinstance(config, tuple) else (config,)
@@ -174,7 +174,7 @@ def report(runs: Sequence[RunData], fixed: Sequence[RunData], out: pathlib.Path,
         f"Final return: a member's mean training return over the last {fraction:.0%} of its iterations. "
         "PBT's result per seed is its population's best member (what PBT would deploy); each seed's members "
         "are one PBT population. A grid is a run of the same env and members without PBT; its best and "
-        "median member are taken per seed, its best and median fixed configuration by the mean over seeds. "
+        "median member are taken per seed, its best and median fixed configuration by the mean over seeds (of an even number, the better middle one). "
         f"Differences: PBT minus the grid statistic, mean over seeds with a {CONFIDENCE:.0%} bootstrap CI "
         "over seeds, paired by seed (a seed starts both runs from the same networks and environments; "
         "bold: the CI excludes 0). All members trained for the same env steps.",

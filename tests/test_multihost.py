@@ -255,3 +255,22 @@ def test_bad_distributed_settings_are_one_line_before_anything_starts(
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1, err
     assert not out.exists()
+
+
+@pytest.mark.slow  # ~30 s; the PBT step's gathers are the one cross-process exchange of a chunk
+def test_pbt_over_two_processes_equals_one_process_on_two_devices(tmp_path):
+    """A PBT sweep whose populations span both processes: copies cross process boundaries."""
+    path = tmp_path / "pbt.yaml"
+    pbt = "  pbt: {interval: 2, explore: {learning_rate: [0.0001, 0.003]}}\n"
+    path.write_text(CONFIG.format(steps=128 * 8).replace("  chunk_iterations: 1\n", pbt))
+    single = _single(["sweep", str(path), "--out", str(tmp_path / "single"), "--quiet"], devices=2)
+    assert single.returncode == 0, single.stderr
+    runs = _wait(_launch(["sweep", str(path), "--out", str(tmp_path / "multi"), "--quiet", "--distributed"], 2))
+    assert all(code == 0 for code, _, _ in runs), runs[0][2] + runs[1][2]
+    _assert_same_run(tmp_path / "single", tmp_path / "multi")
+    import pandas as pd
+
+    table = pd.read_csv(tmp_path / "multi" / "metrics.csv")
+    copies = table[table["pbt_parent"] >= 0]
+    half = table["member"].max() // 2 + 1  # members 0..3 on process 0, 4..7 on process 1
+    assert ((copies["member"] < half) != (copies["pbt_parent"] < half)).any()  # some copy crossed processes
