@@ -9,13 +9,14 @@ tables: its members' variant columns hold the values they *started* from. For ea
 * ``pbt_lineage_<env>.png`` -- per seed, members (rows) x iterations, coloured by the starting value
   of the member whose initial networks a member's state descends from (:func:`rpo_jax.pbt.lineage`);
 * ``pbt.md`` -- per env and seed, the PBT population's best member by final return (what PBT
-  deploys), its return and its explored values at the end. With a run of the same env and
-  members *without* PBT among the report's runs (the fixed grid, e.g. the same command with
-  ``--set sweep.pbt=null``), the comparison at equal env steps per member: PBT's best member
-  against the grid's best and median member of each seed, and against its best and median
-  fixed configuration (ranked by the mean over seeds), as mean ± std over seeds and the
-  difference with a 95 % bootstrap CI over seeds, paired by seed (the same seed starts both runs from
-  the same networks and environments; :func:`rpo_jax.aggregate.paired_difference_ci`).
+  deploys), its return and its explored values at the end. With a run of the same members
+  *without* PBT among the report's runs (the fixed grid: the same ``train``, ``hparams`` and
+  sweep but ``sweep.pbt``, e.g. the same command with ``--set sweep.pbt=null``), the comparison
+  at equal env steps per member: PBT's best member against the grid's best and median member of
+  each seed, and against its best and median fixed configuration (ranked by the mean over seeds;
+  of an even number, the better middle one), as mean ± std over seeds and the difference with a
+  95 % bootstrap CI over seeds, paired by seed (the same seed starts both runs from the same
+  networks and environments; :func:`rpo_jax.aggregate.paired_difference_ci`).
 
 Final returns are those of the rest of the report (mean training return over the last 5 % of
 iterations). Diverged members are left out, as there.
@@ -42,6 +43,20 @@ def explored(run: RunData) -> list[str]:
     if not isinstance(section, dict) or not section.get("interval"):
         return []
     return list(section.get("explore") or {})
+
+
+def same_population(pbt_run: RunData, grid: RunData) -> bool:
+    """Whether ``grid`` trained ``pbt_run``'s members without PBT: the same train settings (env,
+    budget, ...), hyperparameters, seeds, grid and variants."""
+    ours, theirs = pbt_run.config, grid.config
+    if not ours or not theirs or explored(grid):
+        return False
+    sweep = lambda c: {k: v for k, v in (c.get("sweep") or {}).items() if k not in ("pbt", "chunk_iterations")}  # noqa: E731
+    return (
+        ours.get("train") == theirs.get("train")
+        and ours.get("hparams") == theirs.get("hparams")
+        and sweep(ours) == sweep(theirs)
+    )
 
 
 def _finals(run: RunData, fraction: float) -> pd.DataFrame:
@@ -149,7 +164,10 @@ def _grid_statistics(grid: RunData, names: list[str], fraction: float) -> dict[s
     f = _finals(grid, fraction)
     by_seed = f.groupby("seed")["final_return"]
     configs = f.groupby(names)["final_return"].mean().sort_values()
-    best_config, median_config = configs.index[-1], configs.index[len(configs) // 2]  # even count: the better middle one
+    best_config, median_config = (
+        configs.index[-1],
+        configs.index[len(configs) // 2],
+    )  # even count: the better middle one
 
     def per_seed(config) -> np.ndarray:
         key = config if isinstance(config, tuple) else (config,)
@@ -173,8 +191,9 @@ def report(runs: Sequence[RunData], fixed: Sequence[RunData], out: pathlib.Path,
         "",
         f"Final return: a member's mean training return over the last {fraction:.0%} of its iterations. "
         "PBT's result per seed is its population's best member (what PBT would deploy); each seed's members "
-        "are one PBT population. A grid is a run of the same env and members without PBT; its best and "
-        "median member are taken per seed, its best and median fixed configuration by the mean over seeds (of an even number, the better middle one). "
+        "are one PBT population. A grid is a run of the same members without PBT; its best and median "
+        "member are taken per seed, its best and median fixed configuration by the mean over seeds (of an "
+        "even number, the better middle one). "
         f"Differences: PBT minus the grid statistic, mean over seeds with a {CONFIDENCE:.0%} bootstrap CI "
         "over seeds, paired by seed (a seed starts both runs from the same networks and environments; "
         "bold: the CI excludes 0). All members trained for the same env steps.",
@@ -213,7 +232,7 @@ def report(runs: Sequence[RunData], fixed: Sequence[RunData], out: pathlib.Path,
         best = np.asarray(best, float)
         copies = int((run.metrics[pbt.PARENT_METRIC] >= 0).sum())
         lines += ["", f"{copies} copies in all. Figures: `{path.name}`, `{path_lineage.name}`.", ""]
-        grids = [g for g in fixed if g.env == run.env and all(n in g.variant_cols for n in names)]
+        grids = [g for g in fixed if same_population(run, g)]
         for grid in grids:
             stats = _grid_statistics(grid, names, fraction)
             lines += [

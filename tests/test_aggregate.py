@@ -148,3 +148,14 @@ def test_normalize_scores_per_task():
 def test_normalize_scores_degenerate_range_and_nan():
     out = agg.normalize_scores(np.array([[3.0, 1.0], [np.nan, 2.0]]), [3.0, 0.0], [3.0, 2.0])
     np.testing.assert_allclose(out, [[0.0, 0.5], [np.nan, 1.0]])
+
+
+def test_paired_difference_ci_pairs_by_index():
+    from rpo_jax.aggregate import paired_difference_ci
+
+    x = np.array([100.0, 200.0, 300.0, np.nan])
+    y = x - np.array([1.0, 2.0, 3.0, 0.0])  # each pair differs by 1-3, the samples by far more
+    point, low, high = paired_difference_ci(x, y)
+    assert point == pytest.approx(2.0) and 1.0 <= low <= 2.0 <= high <= 3.0
+    with pytest.raises(ValueError):
+        paired_difference_ci(x, y[:2])

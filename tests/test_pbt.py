@@ -322,3 +322,65 @@ def test_chunks_end_at_every_pbt_step():
     assert population.chunk_size(400, 0, pbt_interval=20) == 20
     assert population.chunk_size(400, 30, pbt_interval=15) == 5  # divides 400 and 15
     assert population.chunk_size(12, 0, pbt_interval=0) == 1
+
+
+# ------------------------------------------------------------------ the report
+
+
+def _run_data(tmp_path, name, returns, pbt_section=None, parents=None, alphas=None):
+    """A RunData of 2 seeds x 2 members over 4 iterations; ``returns[member]`` is its return per iteration."""
+    import pandas as pd
+
+    from rpo_jax.report_data import RunData
+
+    rows = []
+    for member in range(4):
+        for it in range(4):
+            row = {"member": member, "seed": member % 2, "alpha": [0.1, 0.1, 1.0, 1.0][member], "iteration": it}
+            row.update(env_steps=(it + 1) * 10, episode_return=returns[member][it], diverged=0.0)
+            if pbt_section:
+                row[pbt.PARENT_METRIC] = parents.get((member, it), -1)
+                row[pbt.hparam_metric("alpha")] = alphas[member][it]
+            rows.append(row)
+    sweep = {"seeds": [0, 1], "grid": {"alpha": [0.1, 1.0]}}
+    config = {"train": {"env": "gymnax/Pendulum-v1"}, "hparams": {}, "sweep": sweep}
+    if pbt_section:
+        config = {**config, "sweep": {**sweep, "pbt": pbt_section}}
+    return RunData(tmp_path / name, config, pd.DataFrame(rows), ["alpha"], "gymnax/Pendulum-v1")
+
+
+def test_the_report_compares_pbts_best_member_with_the_grid(tmp_path):
+    from rpo_jax import pbt_report
+
+    section = {"interval": 2, "explore": {"alpha": [0.01, 3.0]}}
+    # seed 0: members 0, 2; seed 1: members 1, 3. After iteration 1, member 2 copies member 0.
+    pbt_run = _run_data(
+        tmp_path,
+        "pbt",
+        returns=[[0, 0, 0, -10], [0, 0, 0, -30], [0, 0, 0, -12], [0, 0, 0, -20]],
+        pbt_section=section,
+        parents={(2, 1): 0},
+        alphas=[[0.1] * 4, [0.1] * 4, [1.0, 1.0, 0.08, 0.08], [1.0] * 4],
+    )
+    grid = _run_data(tmp_path, "grid", returns=[[0, 0, 0, -40], [0, 0, 0, -50], [0, 0, 0, -20], [0, 0, 0, -25]])
+    other = _run_data(tmp_path, "other", returns=[[0] * 4] * 4)
+    other.config["train"] = {"env": "gymnax/Pendulum-v1", "total_timesteps": 5}  # another budget: not comparable
+    assert pbt_report.explored(pbt_run) == ["alpha"] and not pbt_report.explored(grid)
+    assert pbt_report.same_population(pbt_run, grid) and not pbt_report.same_population(pbt_run, other)
+
+    members, ancestor = pbt_report.ancestors(pbt_run)
+    np.testing.assert_array_equal(ancestor[2], [2, 2, 0, 0])
+    written = pbt_report.report([pbt_run], [grid, other], tmp_path, fraction=0.25)
+    assert [p.name for p in written] == [
+        "pbt_schedules_gymnax_Pendulum-v1.png",
+        "pbt_lineage_gymnax_Pendulum-v1.png",
+        "pbt.md",
+    ]
+    text = (tmp_path / "pbt.md").read_text()
+    assert "| 0 | 0 | -10.00 | 0.1 | -11.00 |" in text and "| 1 | 3 | -20.00 | 1 | -25.00 |" in text
+    assert text.count("Against the grid") == 1  # the run of another budget is not a baseline
+    # PBT best per seed: -10, -20 (mean -15); grid best per seed: -20, -25 (mean -22.5); differences +10, +5
+    assert "| PBT, best member | -15.00 ± 5.00 (2) | |" in text
+    assert "| grid, best member | -22.50 ± 2.50 (2) | **+7.50 [+5.00, +10.00]** |" in text
+    # the grid's configurations by mean: alpha=1 (-22.5) best, alpha=0.1 (-45) the other
+    assert "| grid, best fixed (alpha=1) | -22.50 ± 2.50 (2) |" in text
