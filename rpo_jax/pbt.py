@@ -5,7 +5,8 @@ restart and no recompile: every ``sweep.pbt.interval`` iterations the chunk prog
 
 1. **fitness** -- each member's mean training return over the iterations since the last step
    (the mean, over iterations in which an episode ended, of that iteration's mean episode
-   return; ``-inf`` for a member with none or a diverged one);
+   return; ``-inf`` for a member with none or a diverged one, so a diverged member in the bottom
+   fraction continues from a healthy copy, divergence flag included);
 2. **exploit** (truncation selection) -- within each seed's members (independent PBT populations,
    so seeds are replicas for confidence intervals), each member ranked in the bottom
    ``fraction`` copies a member drawn uniformly from the top ``fraction``, if that one is

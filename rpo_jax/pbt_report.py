@@ -60,10 +60,18 @@ def same_population(pbt_run: RunData, grid: RunData) -> bool:
 
 
 def _finals(run: RunData, fraction: float) -> pd.DataFrame:
-    """Final return per member, diverged members left out (NaN)."""
+    """Final return per member, diverged members left out (NaN).
+
+    In a PBT run a member that diverged and then copied a healthy member is healthy again: only
+    members diverged at their last iteration count as diverged there.
+    """
     f = final_returns(run.metrics, run.variant_cols, fraction)
-    diverged = diverged_iterations(run.metrics)
-    return f.assign(final_return=f["final_return"].where(~f["member"].isin(diverged.index)))
+    if explored(run) and "diverged" in run.metrics.columns:
+        last = run.metrics.sort_values("iteration").groupby("member")["diverged"].last()
+        diverged = last[last > 0].index
+    else:
+        diverged = diverged_iterations(run.metrics).index
+    return f.assign(final_return=f["final_return"].where(~f["member"].isin(diverged)))
 
 
 def _wide(run: RunData, column: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
