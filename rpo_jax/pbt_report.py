@@ -172,23 +172,55 @@ def _grid_statistics(grid: RunData, names: list[str], fraction: float) -> dict[s
     f = _finals(grid, fraction)
     by_seed = f.groupby("seed")["final_return"]
     configs = f.groupby(names)["final_return"].mean().sort_values()
-    best_config, median_config = (
-        configs.index[-1],
-        configs.index[len(configs) // 2],
-    )  # even count: the better middle one
+    # the median of an even number of configurations: the better middle one
+    best_config, median_config = configs.index[-1], configs.index[len(configs) // 2]
 
     def per_seed(config) -> np.ndarray:
         key = config if isinstance(config, tuple) else (config,)
         rows = f[np.logical_and.reduce([f[n] == v for n, v in zip(names, key)])]
         return rows.sort_values("seed")["final_return"].to_numpy()
 
+    def members_of(config) -> pd.Series:
+        key = config if isinstance(config, tuple) else (config,)
+        return f[np.logical_and.reduce([f[n] == v for n, v in zip(names, key)])]["member"]
+
     label = lambda c: ", ".join(f"{n}={plots.format_cell(v)}" for n, v in zip(names, np.atleast_1d(c)))  # noqa: E731
-    return {
+    table = {
         "best member": by_seed.max().to_numpy(),
         "median member": by_seed.median().to_numpy(),
         f"best fixed ({label(best_config)})": per_seed(best_config),
         f"median fixed ({label(median_config)})": per_seed(median_config),
     }
+    curves = {
+        f"grid, {kind} ({label(c)})": members_of(c)
+        for kind, c in (("best fixed", best_config), ("median fixed", median_config))
+    }
+    return {"table": table, "curves": curves}
+
+
+def _plot_against_grid(run: RunData, best: list[int], grid: RunData, curves: dict, path: pathlib.Path) -> None:
+    """Training return vs env steps: PBT's best member per seed and its whole population, beside the
+    grid's best and median fixed configuration (mean ± std over seeds)."""
+    from matplotlib.figure import Figure
+
+    x = "env_steps" if "env_steps" in run.metrics.columns else "iteration"
+    groups = {
+        "PBT, best member per seed": run.metrics[run.metrics["member"].isin(best)],
+        "PBT, all members": run.metrics,
+        **{k: grid.metrics[grid.metrics["member"].isin(v)] for k, v in curves.items()},
+    }
+    fig = Figure(figsize=(7.5, 4.5), layout="constrained")
+    ax = fig.add_subplot()
+    cmap = plots.palette(len(groups))
+    for i, (label, table) in enumerate(groups.items()):
+        xs, mean, std, n = plots.member_band(table, x, "episode_return")
+        plots.band(ax, xs, mean, std, color=cmap(i), label=f"{label} (n={n})", style="--" if "all" in label else "-")
+    ax.set_xlabel(x)
+    ax.set_ylabel("episode return (mean ± std over members)")
+    ax.set_title(f"{run.env}: PBT against the fixed grid")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize="small")
+    plots.save_figure(fig, path)
 
 
 def report(runs: Sequence[RunData], fixed: Sequence[RunData], out: pathlib.Path, fraction: float) -> list[pathlib.Path]:
@@ -207,9 +239,13 @@ def report(runs: Sequence[RunData], fixed: Sequence[RunData], out: pathlib.Path,
         "bold: the CI excludes 0). All members trained for the same env steps.",
         "",
     ]
+    used: set[str] = set()
     for run in runs:
         names = explored(run)
-        name = _safe_name(run.env)
+        name, k = _safe_name(run.env), 2
+        while name in used:  # two PBT runs of one env (e.g. two budgets)
+            name, k = f"{_safe_name(run.env)}_{k}", k + 1
+        used.add(name)
         path = out / f"pbt_schedules_{name}.png"
         _plot_schedules(run, names, path)
         path_lineage = out / f"pbt_lineage_{name}.png"
@@ -224,7 +260,7 @@ def report(runs: Sequence[RunData], fixed: Sequence[RunData], out: pathlib.Path,
             "| seed | best member | final return | " + " | ".join(f"final {n}" for n in names) + " | population mean |",
             "|---|---:|---:|" + "---:|" * len(names) + "---:|",
         ]
-        best = []
+        best, best_members = [], []
         for seed, g in f.groupby("seed"):
             top = g.loc[g["final_return"].idxmax()] if g["final_return"].notna().any() else None
             if top is None:
@@ -232,6 +268,7 @@ def report(runs: Sequence[RunData], fixed: Sequence[RunData], out: pathlib.Path,
                 best.append(np.nan)
                 continue
             best.append(top["final_return"])
+            best_members.append(int(top["member"]))
             values = " | ".join(plots.format_cell(last.loc[top["member"], pbt.hparam_metric(n)]) for n in names)
             lines.append(
                 f"| {seed} | {int(top['member'])} | {top['final_return']:.2f} | {values} | "
@@ -241,10 +278,14 @@ def report(runs: Sequence[RunData], fixed: Sequence[RunData], out: pathlib.Path,
         copies = int((run.metrics[pbt.PARENT_METRIC] >= 0).sum())
         lines += ["", f"{copies} copies in all. Figures: `{path.name}`, `{path_lineage.name}`.", ""]
         grids = [g for g in fixed if same_population(run, g)]
-        for grid in grids:
-            stats = _grid_statistics(grid, names, fraction)
+        for k, grid in enumerate(grids):
+            statistics = _grid_statistics(grid, names, fraction)
+            stats = statistics["table"]
+            path = out / f"pbt_against_grid_{name}{f'_{k + 1}' if k else ''}.png"
+            _plot_against_grid(run, best_members, grid, statistics["curves"], path)
+            written.append(path)
             lines += [
-                f"Against the grid `{grid.path}`:",
+                f"Against the grid `{grid.path}` (curves: `{path.name}`):",
                 "",
                 "| | final return (mean ± std (seeds)) | PBT minus it [95 % CI] |",
                 "|---|---:|---:|",

@@ -374,6 +374,7 @@ def test_the_report_compares_pbts_best_member_with_the_grid(tmp_path):
     assert [p.name for p in written] == [
         "pbt_schedules_gymnax_Pendulum-v1.png",
         "pbt_lineage_gymnax_Pendulum-v1.png",
+        "pbt_against_grid_gymnax_Pendulum-v1.png",
         "pbt.md",
     ]
     text = (tmp_path / "pbt.md").read_text()
