@@ -306,6 +306,17 @@ def test_population_env_times_the_env_step_both_ways(tmp_path):
     assert record["members"] == 4 and _positive(record["ratio_flat_over_population"])
 
 
+@pytest.mark.slow  # ~30 s: two compiled populations
+def test_pbt_overhead_times_both_runs(tmp_path):
+    cmd = [sys.executable, "-m", "bench.pbt_overhead", "--seeds", "1", "--num-envs", "2", "--num-steps", "32"]
+    cmd += ["--iterations", "4", "--reps", "1", "--out", str(tmp_path)]
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    (path,) = tmp_path.glob("pbt_overhead-*.json")
+    record = json.loads(path.read_text())
+    assert record["members"] == 8 and _positive(record["ratio_pbt_over_fixed"])
+
+
 @pytest.mark.slow  # about a minute: three compiled trainers; run with -m slow
 def test_ddpg_bench_runs_at_tiny_sizes(tmp_path):
     cmd = [sys.executable, "-m", "bench.ddpg", "--env", "gymnax/Pendulum-v1", "--members", "2", "--num-steps", "16"]
