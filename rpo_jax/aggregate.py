@@ -80,6 +80,13 @@ def _check_confidence(confidence: float, reps: int) -> None:
         raise ValueError(f"reps must be >= 1, got {reps}")
 
 
+def _percentile_interval(replicates: np.ndarray, confidence: float) -> tuple[float, float]:
+    """The central ``confidence`` interval of bootstrap ``replicates`` (percentile method)."""
+    tail = (1.0 - confidence) / 2.0 * 100.0
+    low, high = np.percentile(replicates, [tail, 100.0 - tail])
+    return low, high
+
+
 def _resample_within_tasks(a: np.ndarray, reps: int, rng: np.random.Generator) -> np.ndarray:
     """``[reps, runs, tasks]`` bootstrap replicates of ``a``, runs drawn within each task.
 
@@ -135,8 +142,7 @@ def stratified_bootstrap_ci(
         stats = _iqm_rows(replicates.reshape(reps, -1), n_valid)
     else:
         stats = np.array([statistic(r) for r in replicates], dtype=float)
-    tail = (1.0 - confidence) / 2.0 * 100.0
-    low, high = np.percentile(stats, [tail, 100.0 - tail])
+    low, high = _percentile_interval(stats, confidence)
     return point, float(low), float(high)
 
 
@@ -156,8 +162,7 @@ def mean_difference_ci(
         raise ValueError("mean_difference_ci needs at least one non-NaN value in each sample")
     rng = np.random.default_rng(seed)
     diffs = x[rng.integers(0, x.size, (reps, x.size))].mean(1) - y[rng.integers(0, y.size, (reps, y.size))].mean(1)
-    tail = (1.0 - confidence) / 2.0 * 100.0
-    low, high = np.percentile(diffs, [tail, 100.0 - tail])
+    low, high = _percentile_interval(diffs, confidence)
     return float(x.mean() - y.mean()), float(low), float(high)
 
 
@@ -179,8 +184,7 @@ def paired_difference_ci(
         raise ValueError("paired_difference_ci needs at least one pair without NaN")
     rng = np.random.default_rng(seed)
     means = d[rng.integers(0, d.size, (reps, d.size))].mean(1)
-    tail = (1.0 - confidence) / 2.0 * 100.0
-    low, high = np.percentile(means, [tail, 100.0 - tail])
+    low, high = _percentile_interval(means, confidence)
     return float(d.mean()), float(low), float(high)
 
 
@@ -243,8 +247,7 @@ def probability_of_improvement_ci(
         ry = yj[rng.integers(0, yj.size, size=(reps, yj.size))][:, None, :]
         per_task.append((rx > ry).mean(axis=(1, 2)) + 0.5 * (rx == ry).mean(axis=(1, 2)))
     stats = np.mean(per_task, axis=0)
-    tail = (1.0 - confidence) / 2.0 * 100.0
-    low, high = np.percentile(stats, [tail, 100.0 - tail])
+    low, high = _percentile_interval(stats, confidence)
     return point, float(low), float(high)
 
 

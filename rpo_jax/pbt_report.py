@@ -175,14 +175,12 @@ def _grid_statistics(grid: RunData, names: list[str], fraction: float) -> dict[s
     # the median of an even number of configurations: the better middle one
     best_config, median_config = configs.index[-1], configs.index[len(configs) // 2]
 
-    def per_seed(config) -> np.ndarray:
+    def rows_of(config) -> pd.DataFrame:
         key = config if isinstance(config, tuple) else (config,)
-        rows = f[np.logical_and.reduce([f[n] == v for n, v in zip(names, key)])]
-        return rows.sort_values("seed")["final_return"].to_numpy()
+        return f[np.logical_and.reduce([f[n] == v for n, v in zip(names, key)])]
 
-    def members_of(config) -> pd.Series:
-        key = config if isinstance(config, tuple) else (config,)
-        return f[np.logical_and.reduce([f[n] == v for n, v in zip(names, key)])]["member"]
+    def per_seed(config) -> np.ndarray:
+        return rows_of(config).sort_values("seed")["final_return"].to_numpy()
 
     label = lambda c: ", ".join(f"{n}={plots.format_cell(v)}" for n, v in zip(names, np.atleast_1d(c)))  # noqa: E731
     table = {
@@ -192,7 +190,7 @@ def _grid_statistics(grid: RunData, names: list[str], fraction: float) -> dict[s
         f"median fixed ({label(median_config)})": per_seed(median_config),
     }
     curves = {
-        f"grid, {kind} ({label(c)})": members_of(c)
+        f"grid, {kind} ({label(c)})": rows_of(c)["member"]
         for kind, c in (("best fixed", best_config), ("median fixed", median_config))
     }
     return {"table": table, "curves": curves}
