@@ -366,9 +366,6 @@ class PBTConfig:
         if not _is_finite(self.resample_probability) or not 0 <= self.resample_probability <= 1:
             raise ConfigError(f"{where}.resample_probability must be in [0, 1], got {self.resample_probability!r}")
 
-    def bounds(self, name: str) -> tuple[float, float]:
-        return dict(self.explore)[name]
-
     def to_dict(self) -> dict[str, Any]:
         return {
             "interval": self.interval,
@@ -509,10 +506,10 @@ class ExperimentConfig:
                 f"sweep.pbt.interval={pbt.interval} leaves no PBT step in a run of "
                 f"{self.train.num_iterations} iterations"
             )
-        per_seed = len(self.sweep.members(self.hparams)) // (len(self.sweep.seeds) * len(self.sweep.static_points()))
-        if per_seed < 2:
+        members = self.sweep.members(self.hparams)
+        if len(members) // (len(self.sweep.seeds) * len(self.sweep.static_points())) < 2:
             raise ConfigError("sweep.pbt needs at least 2 members per seed (a sweep.grid or sweep.variants)")
-        for member in self.sweep.members(self.hparams):
+        for member in members:
             for name, (low, high) in pbt.explore:
                 value = member.get(name, float(getattr(self.hparams, name)))
                 if not low <= value <= high:
