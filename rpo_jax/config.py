@@ -318,7 +318,8 @@ PBT_FIXED: tuple[str, ...] = ("anneal_alpha",)
 class PBTConfig:
     """Population-based training (Jaderberg et al., 2017) inside the compiled program (:mod:`rpo_jax.pbt`).
 
-    Every ``interval`` iterations the members of each seed are ranked by their mean training
+    Every ``interval`` iterations the members of each static point x seed (one PBT population
+    each; :meth:`rpo_jax.population.Population.pbt_groups`) are ranked by their mean training
     return since the last step; each member of the bottom ``fraction`` copies the parameters,
     optimiser and observation / reward statistics and the hyperparameters of a random member of
     the top ``fraction`` (exploit), then perturbs the ``explore`` hyperparameters (explore). Off

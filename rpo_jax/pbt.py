@@ -7,13 +7,18 @@ restart and no recompile: every ``sweep.pbt.interval`` iterations the chunk prog
    (the mean, over iterations in which an episode ended, of that iteration's mean episode
    return; ``-inf`` for a member with none or a diverged one, so a diverged member in the bottom
    fraction continues from a healthy copy, divergence flag included);
-2. **exploit** (truncation selection) -- within each seed's members (independent PBT populations,
-   so seeds are replicas for confidence intervals), each member ranked in the bottom
-   ``fraction`` copies a member drawn uniformly from the top ``fraction``, if that one is
-   fitter: its parameters, Adam state, observation and reward statistics, divergence flag and
-   hyperparameters. It keeps its own environments, running episodes, discounted-return
-   accumulator (of its own episodes) and PRNG key; its current observation is re-normalised
-   with the copied statistics;
+2. **exploit** (truncation selection) -- within each PBT population (the members of one static
+   point and one seed: a static point is its own compiled program, whose members cannot exchange
+   weights with another's, and seeds are independent replicas for confidence intervals), each
+   member ranked in the bottom ``fraction`` copies a member drawn uniformly from the top
+   ``fraction``, if that one is fitter: its parameters, Adam state, observation and reward
+   statistics, divergence flag and hyperparameters. It keeps its own environments, running
+   episodes, discounted-return accumulator (of its own episodes) and start stream; its current
+   observation is re-normalised with the copied statistics, and it gets a fresh PRNG key of its
+   own, ``fold_in(fold_in(key, member), generation)`` (``generation``: the PBT step's number,
+   ``iteration // interval``). Members of a seed start from one key, so without it a copy would
+   draw exactly its donor's action noise, minibatch shuffles and RPO perturbations
+   (:func:`exploit_and_explore` says why the start stream stays shared);
 3. **explore** -- each copied hyperparameter named in ``sweep.pbt.explore`` is, with probability
    ``resample_probability``, drawn afresh (uniformly from its ``sweep.grid`` values, else
    log-uniformly in its bounds), otherwise multiplied by one of ``factors``; then clipped to its
@@ -22,9 +27,11 @@ restart and no recompile: every ``sweep.pbt.interval`` iterations the chunk prog
 All of it is ``jnp`` on the whole population (ranks are an all-pairs comparison, copies a
 gather), run under ``jit`` after the per-device chunk (:func:`rpo_jax.population.per_device`), so
 with the population sharded XLA gathers across devices once per PBT step and the chunk itself
-stays free of communication. Random draws come from ``fold_in(state.key, PBT_STREAM)`` and the
-member's index, which do not consume the training key: PBT is deterministic for a seed, and the
-members' own random streams are the same as without it.
+stays free of communication. PBT's own draws come from ``fold_in(state.key, PBT_STREAM)`` and the
+member's index, which do not consume the training key: PBT is deterministic for a seed. A member's
+random stream is the one it has without PBT until it first copies; from then on it is its own
+re-keyed one (so are the keys of its evaluation episodes, folded from it). With PBT off nothing
+here runs.
 
 Lineage is recorded as metrics (``metrics.csv``): ``pbt_parent`` (the member copied after this
 iteration, -1 if none), ``pbt_fitness`` (the fitness the step ranked, at PBT steps) and
@@ -161,6 +168,23 @@ def exploit_and_explore(
     Returns the new state, the ``[P]`` index (into the population) each member continued from
     (its own where it did not copy) and the ``[P]`` fitness that was ranked. A member that does
     not copy keeps every value bit for bit.
+
+    Random streams of a copy. ``state.key`` (action noise, minibatch shuffles, RPO's
+    perturbations, loss terms' draws) is the same for all members of a seed at the same
+    iteration, by construction (:func:`rpo_jax.population.build_population`). A copy that kept
+    it would hold its donor's parameters *and* its donor's key: the two would draw identical
+    noise from then on, one exploration spent twice. So a member that copies gets
+    ``fold_in(fold_in(its key, member_id), generation)``, ``generation = iteration // interval``
+    (the PBT step's number, derived from the state so old checkpoints need no new field): its
+    own stream, different from every other member's and from its own at an earlier copy.
+
+    The start stream (``state.starts``, the fresh episode starts: start ``j`` is
+    ``reset(fold_in(starts.key, j))``) stays shared, and each member keeps its own position in
+    it. Members of a seed taking their episodes' starts from one stream (start ``j`` is the same
+    for all of them) are common random numbers, as in a fixed grid: the next ranking compares
+    members on the same starts, so fitness differences are the policies', not the starts'. A
+    copy already diverges from its donor through its own key, so re-keying the starts would only
+    add noise to the selection.
     """
     size = member_ids.shape[0]
     index = jnp.arange(size)
@@ -179,6 +203,12 @@ def exploit_and_explore(
         )
         hparams = hparams.replace(**{name: jnp.where(copied, new, getattr(hparams, name))})
 
+    generation = state.iteration // config.interval  # [P]: this PBT step's number
+    rekeyed = jax.vmap(lambda k, m, g: jax.random.fold_in(jax.random.fold_in(k, m), g))(
+        state.key, member_ids, generation
+    )
+    key = jnp.where(copied.reshape((size,) + (1,) * (state.key.ndim - 1)), rekeyed, state.key)
+
     normalizer = take(state.normalizer).replace(discounted_return=state.normalizer.discounted_return)
     obs = state.obs
     if train.normalize_observations:
@@ -192,6 +222,7 @@ def exploit_and_explore(
         normalizer=normalizer,
         obs=obs,
         diverged_at=take(state.diverged_at),
+        key=key,
         pbt=PBTState(
             hparams=hparams, fitness_sum=jnp.zeros((size,), jnp.float32), fitness_count=jnp.zeros((size,), jnp.int32)
         ),
@@ -210,8 +241,9 @@ def chunk_program(
     """``run_chunk(state, hparams, evaluate, exploit)``: ``program``'s chunk, then (if ``exploit``) a PBT step.
 
     ``program(state, hparams, evaluate)`` is the population's chunk program; its members train with
-    ``state.pbt.hparams``. ``groups`` ``[P]`` numbers each member's PBT population (its seed; -1 for
-    padding), ``member_ids`` ``[P]`` its member number. ``exploit`` is one unbatched bool, a real
+    ``state.pbt.hparams``. ``groups`` ``[P]`` numbers each member's PBT population (its seed's index
+    among the program's members, all of one static point; -1 for padding), ``member_ids`` ``[P]``
+    its member number in the whole sweep. ``exploit`` is one unbatched bool, a real
     branch. Adds the lineage metrics (module docstring) to the chunk's.
     """
     groups = jnp.asarray(groups, jnp.int32)

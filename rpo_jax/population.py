@@ -45,7 +45,14 @@ class Population:
         return len(self.members)
 
     def pbt_groups(self) -> np.ndarray:
-        """``[P]`` each member's PBT population: the index of its seed (members of one seed evolve together)."""
+        """``[P]`` each member's PBT population: the index of its seed among this population's seeds.
+
+        A population holds one static point's members (:func:`build_population`), one compiled
+        program; members of another static point (other shapes, another compile) cannot exchange
+        weights with these. So PBT populations are per static point x seed: the members of one
+        seed *and* one static point evolve together, and group ``0`` of two static points are two
+        different PBT populations.
+        """
         seeds = sorted({m["seed"] for m in self.members})
         return np.asarray([seeds.index(m["seed"]) for m in self.members], np.int32)
 

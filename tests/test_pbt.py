@@ -135,12 +135,16 @@ def test_exploit_copies_exactly_the_chosen_members_state():
                 jax.tree.map(lambda x: x[source], getattr(state.normalizer, field)),
             )
         chex.assert_trees_all_equal(new.normalizer.discounted_return[child], state.normalizer.discounted_return[child])
-        # its own environments, episodes and key; the observation re-normalised with the copied statistics
-        for field in ("env_state", "episode_return", "episode_length", "key", "iteration", "starts"):
+        # its own environments, episodes and start stream; the observation re-normalised with the copied statistics
+        for field in ("env_state", "episode_return", "episode_length", "iteration", "starts"):
             chex.assert_trees_all_equal(
                 jax.tree.map(lambda x: x[child], getattr(new, field)),
                 jax.tree.map(lambda x: x[child], getattr(state, field)),
             )
+        # a key of its own: its key folded with its member number and the generation (iteration 2 // interval 2)
+        expected_key = jax.random.fold_in(jax.random.fold_in(state.key[child], child), 1)
+        np.testing.assert_array_equal(new.key[child], expected_key)
+        assert not np.array_equal(new.key[child], new.key[source])
         stats = jax.tree.map(lambda x: x[source], state.normalizer.obs).current
         expected = stats.normalize(state.env_state.obs[child], 10.0)
         np.testing.assert_allclose(new.obs[child], expected, rtol=1e-6)
@@ -156,6 +160,78 @@ def test_exploit_copies_exactly_the_chosen_members_state():
             jax.tree.map(lambda x: x[other], new.pbt.hparams), jax.tree.map(lambda x: x[other], state.pbt.hparams)
         )
     np.testing.assert_array_equal(new.pbt.fitness_count, 0)  # a new window for everyone
+
+
+def test_a_copy_draws_its_own_random_stream_not_its_donors():
+    """At iteration 0 the members of a seed are identical but for their hyperparameters (one key, one
+    network, one environment per seed). A copy that also takes its donor's unexplored hyperparameters
+    (factor 1, no resampling) is then its donor's duplicate in everything but the key PBT gives it:
+    with that key it trains on differently; with its donor's, it would learn the same bits."""
+    config = _config()
+    no_change = dataclasses.replace(config.sweep.pbt, factors=(1.0,), resample_probability=0.0)
+    trainer = population.population_trainer(train.make_trainer(config.train), 8)
+    pop = population.build_population(config.sweep, config.hparams)
+    init = jax.jit(population.over_members(pbt.with_pbt(trainer.init), 8))
+    run = jax.jit(population.chunk_program(trainer, 8, 2))
+    state = init(pop.keys, pop.hparams)
+    fitness = jnp.asarray([0.0, 7.0, 1.0, 6.0, 2.0, 5.0, 3.0, 4.0])
+    state = state.replace(pbt=state.pbt.replace(fitness_sum=fitness, fitness_count=jnp.ones(8, jnp.int32)))
+    groups = jnp.asarray(pop.pbt_groups())
+    new, parent, _ = jax.jit(lambda s: pbt.exploit_and_explore(s, no_change, config.train, groups, jnp.arange(8), {}))(
+        state
+    )
+    np.testing.assert_array_equal(parent, [6, 1, 2, 3, 4, 5, 6, 1])
+    pairs = [(0, 6), (7, 1)]
+    # the copy's observation is re-normalised with its donor's statistics: its donor's, up to rounding;
+    # take the donor's bits, so that the copy is its donor's duplicate ...
+    np.testing.assert_allclose(new.obs[0], new.obs[6], rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(new.obs[7], new.obs[1], rtol=1e-4, atol=1e-5)
+    new = new.replace(obs=new.obs.at[0].set(new.obs[6]).at[7].set(new.obs[1]))
+    for child, donor in pairs:
+        copy, original = (jax.tree.map(lambda x: x[i], new.replace(key=None)) for i in (child, donor))
+        chex.assert_trees_all_equal(copy, original)
+        assert not np.array_equal(new.key[child], new.key[donor])  # ... but for its key
+    for other in (1, 2, 3, 4, 5, 6):
+        np.testing.assert_array_equal(new.key[other], state.key[other])
+
+    trained, _ = run(new, pop.hparams, False)
+    same_key = new.replace(key=new.key.at[0].set(new.key[6]).at[7].set(new.key[1]))
+    control, _ = run(same_key, pop.hparams, False)
+    for child, donor in pairs:
+        params = lambda s, i: jax.tree.map(lambda x: x[i], s.params)  # noqa: E731
+        chex.assert_trees_all_equal(params(control, child), params(control, donor))  # the donor's key: same bits
+        leaves = zip(jax.tree.leaves(params(trained, child)), jax.tree.leaves(params(trained, donor)))
+        assert not all(np.array_equal(a, b) for a, b in leaves)  # its own key: it explores on its own
+
+
+def test_pbt_populations_are_per_static_point_and_seed(monkeypatch):
+    config = _config(iterations=4, grid=(0.1, 0.5), static={"action_dist": ["gaussian", "laplace"]})
+    members = config.sweep.members(config.hparams)
+    assert len(members) == 8  # 2 static points x 2 seeds x 2 alphas
+    for point in config.sweep.static_points():
+        pop = population.build_population(config.sweep, config.hparams, point)
+        assert {m["action_dist"] for m in pop.members} == {point["action_dist"]} and pop.size == 4
+        np.testing.assert_array_equal(pop.pbt_groups(), [m["seed"] for m in pop.members])
+
+    received = []
+    original = pbt.chunk_program
+
+    def recording(program, pbt_config, train_config, groups, member_ids, grid):
+        received.append((np.asarray(groups), np.asarray(member_ids)))
+        return original(program, pbt_config, train_config, groups, member_ids, grid)
+
+    monkeypatch.setattr(pbt, "chunk_program", recording)
+    result = population.run_experiment(config, devices=jax.devices()[:1])
+    assert len(received) == 2  # one compiled program (one PBT step) per static point
+    for groups, ids in received:  # each holds one static point; its groups are that point's seeds
+        assert len({members[i]["action_dist"] for i in ids}) == 1
+        np.testing.assert_array_equal(groups, [members[i]["seed"] for i in ids])
+    parents = result.metrics[pbt.PARENT_METRIC]
+    rows, cols = np.nonzero(parents >= 0)
+    assert len(rows) >= 2  # copies happened, each within its static point x seed
+    for row, col in zip(rows, cols):
+        child, donor = result.members[row], members[parents[row, col]]
+        assert (child["action_dist"], child["seed"]) == (donor["action_dist"], donor["seed"])
 
 
 # ------------------------------------------------------------------ whole runs
