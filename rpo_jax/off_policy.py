@@ -8,12 +8,22 @@
       rollout (scan over num_steps): the behaviour policy clip(mu(s) + N(0, sigma^2)) -- uniform
                  random actions while fewer than train.learning_starts env steps were taken, for
                  whole iterations -- steps all envs (fresh starts, rpo_jax.starts), updates the
-                 observation statistics and records (raw s, a, r, raw s', terminated)
+                 observation statistics and records (raw s, a, r, raw s', terminated[, env])
       buffer: the iteration's num_envs x num_steps transitions appended in time order (rpo_jax.replay)
       updates (scan over updates_per_iteration), once learning has started: a uniform minibatch,
                  observations normalised with the statistics of this iteration, one DDPG step
                  (rpo_jax.algorithms.ddpg: critic, actor, targets)
       divergence check and metrics (losses NaN before learning starts)
+
+The buffer keeps raw observations, and the update normalises them with the statistics as they are
+at the end of this iteration's rollout -- the same maps the actor acts through
+(``normalization.normalize_observations``). With ``train.normalize_per_env`` and ``num_envs > 1``
+each env has its own statistics, so each transition also stores the index of the env it came from
+(``Stored.env``) and its ``s`` and ``s'`` are normalised with that env's statistics: what the update
+trains on is what the actor would see in that env now, not a view through the statistics merged
+over envs (which no env acts on). Pooled statistics, or a single env, need no index: ``Stored.env``
+is then ``None`` and the buffer holds exactly the fields it always did. Evaluation and attacks of a
+trained member still use the merged statistics (``normalization.evaluation_stats``), as for PPO.
 
 ``terminated`` is the true terminal flag (``train.bootstrap_on_truncation``, default), or also a
 time-limit cut when that is false (CleanRL's semantics).
@@ -56,13 +66,18 @@ class OffPolicyState:
 
 @flax.struct.dataclass
 class Stored:
-    """One transition as the buffer keeps it: raw observations, the action in ``[-1, 1]`` units."""
+    """One transition as the buffer keeps it: raw observations, the action in ``[-1, 1]`` units.
+
+    ``env``: the index of the env it came from, kept only where each env has its own observation
+    statistics (:attr:`OffPolicyTrainer.stores_env`); ``None`` (no leaf) otherwise.
+    """
 
     obs: jax.Array
     actions: jax.Array
     rewards: jax.Array
     next_obs: jax.Array
     terminated: jax.Array
+    env: jax.Array | None = None
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -89,6 +104,12 @@ class OffPolicyTrainer:
 
         return algorithms.get(self.config.algorithm)(self)
 
+    @property
+    def stores_env(self) -> bool:
+        """Transitions carry their env's index: observations normalised with per-env statistics, 2+ envs."""
+        cfg = self.config
+        return cfg.normalize_observations and cfg.normalize_per_env and cfg.num_envs > 1
+
     def to_env(self, unit: jax.Array) -> jax.Array:
         """``[-1, 1]`` -> the env's ``[low, high]`` (affine)."""
         low, high = jnp.asarray(self.env.action_low), jnp.asarray(self.env.action_high)
@@ -110,7 +131,8 @@ class OffPolicyTrainer:
         env_state = jax.vmap(self.env.reset)(jax.random.split(k_env, cfg.num_envs))
         normalizer, obs = self._observe(normalization.init(size, cfg.num_envs, cfg.normalize_per_env), env_state.obs)
         zero = jnp.zeros((), jnp.float32)
-        example = Stored(obs=obs0, actions=act0, rewards=zero, next_obs=obs0, terminated=zero)
+        env_index = jnp.zeros((), jnp.int32) if self.stores_env else None
+        example = Stored(obs=obs0, actions=act0, rewards=zero, next_obs=obs0, terminated=zero, env=env_index)
         cache_size = starts.cache_size(cfg.num_envs, cfg.num_steps, self.env.episode_length)
         return OffPolicyState(
             params=params,
@@ -164,6 +186,7 @@ class OffPolicyTrainer:
                 rewards=result.reward,
                 next_obs=result.final_obs,
                 terminated=terminated.astype(jnp.float32),
+                env=jnp.arange(cfg.num_envs, dtype=jnp.int32) if self.stores_env else None,
             )
             normalizer = state.normalizer
             if cfg.normalize_observations:  # as gym: the terminal observation counts, then the fresh start
@@ -186,10 +209,20 @@ class OffPolicyTrainer:
         return state.replace(buffer=replay.add(state.buffer, flat)), finished
 
     # ----------------------------------------------------------------- update
-    def _normalize(self, normalizer, raw: jax.Array) -> jax.Array:
+    def _normalize(self, normalizer, raw: jax.Array, env: jax.Array | None) -> jax.Array:
+        """Replayed raw observations ``[n, obs_size]`` as the actor sees them (see the module docstring).
+
+        ``env`` (``[n]``, with :attr:`stores_env`): each row through its own env's statistics, the
+        elementwise maths of ``normalization.normalize_observations``. Without it, the pooled
+        statistics (or, per env at ``num_envs = 1``, the one env's, which merging leaves unchanged).
+        """
+        clip = self.config.obs_clip
         if not self.config.normalize_observations:
             return raw
-        return normalization.normalize_for_evaluation(normalizer, raw, self.config.obs_clip)
+        if env is None:
+            return normalization.normalize_for_evaluation(normalizer, raw, clip)
+        current = jax.vmap(lambda m: m.current)(normalizer.obs)  # [num_envs, obs_size] statistics
+        return jax.vmap(lambda e, o: jax.tree.map(lambda x: x[e], current).normalize(o, clip))(env, raw)
 
     def update(self, state: OffPolicyState, hparams: HParams, key: jax.Array, lr_scale: jax.Array):
         """``updates_per_iteration`` DDPG steps on uniform minibatches; losses averaged over them."""
@@ -202,10 +235,10 @@ class OffPolicyTrainer:
             sample_key, loss_key = jax.random.split(step_key)
             raw = replay.sample(state.buffer, sample_key, cfg.replay_batch_size)
             batch = Replayed(
-                obs=self._normalize(state.normalizer, raw.obs),
+                obs=self._normalize(state.normalizer, raw.obs, raw.env),
                 actions=raw.actions,
                 rewards=raw.rewards,
-                next_obs=self._normalize(state.normalizer, raw.next_obs),
+                next_obs=self._normalize(state.normalizer, raw.next_obs, raw.env),
                 terminated=raw.terminated,
             )
             params, opt_state, aux = self.algorithm.step(params, opt_state, batch, hparams, loss_key, lr_scale)

@@ -123,6 +123,57 @@ def test_lambda_zero_is_plain_ddpg_in_one_update(target):
     assert float(aux_sr["smoothness_penalty"]) > 0  # computed, just not weighted
 
 
+PER_ENV = dataclasses.replace(TINY, normalize_per_env=True)
+
+
+def test_per_env_statistics_train_on_the_acting_view(monkeypatch):
+    """normalize_per_env with 2 envs: a replayed transition from env e is trained on as env e's
+    statistics map it -- the rollout's (acting) view -- not through the statistics merged over envs."""
+    from rpo_jax import normalization
+
+    trainer = make_trainer(PER_ENV)
+    hp = as_hparams()
+    state = trainer.init(jax.random.PRNGKey(0), hp)
+    for i in range(2):
+        state, _ = trainer.rollout(state, hp, jax.random.PRNGKey(10 + i))
+    # The acting view of every stored transition with the current statistics: the buffer holds each
+    # rollout time-major ([num_steps, num_envs] flattened), so slot i came from env i % num_envs.
+    size, clip = int(state.buffer.size), PER_ENV.obs_clip
+
+    def acting_view(stored):  # normalize_observations on each step's [num_envs, obs_size], as the rollout does
+        steps = stored[:size].reshape(-1, PER_ENV.num_envs, stored.shape[-1])
+        views = jax.vmap(lambda obs: normalization.normalize_observations(state.normalizer, obs, clip))(steps)
+        return np.asarray(views.reshape(size, -1))
+
+    acting_obs, acting_next = acting_view(state.buffer.data.obs), acting_view(state.buffer.data.next_obs)
+    merged = np.asarray(normalization.normalize_for_evaluation(state.normalizer, state.buffer.data.obs[:size], clip))
+    assert np.abs(merged - acting_obs).max() > 0.05  # the two envs' statistics do differ
+
+    captured = []
+    step = DDPG.step
+
+    def spy(self, params, opt_state, batch, hparams, key, lr_scale):
+        jax.debug.callback(lambda o, n: captured.append((np.asarray(o), np.asarray(n))), batch.obs, batch.next_obs)
+        return step(self, params, opt_state, batch, hparams, key, lr_scale)
+
+    monkeypatch.setattr(DDPG, "step", spy)
+    jax.block_until_ready(trainer.update(state, hp, jax.random.PRNGKey(2), 1.0))
+    assert len(captured) == PER_ENV.updates_per_iteration
+    for k, acting in enumerate((acting_obs, acting_next)):
+        trained = np.concatenate([c[k] for c in captured])  # every minibatch's obs (k = 0), next_obs (k = 1)
+        gap = np.abs(trained[:, None, :] - acting[None, :, :]).max(-1).min(-1)  # to the nearest stored acting view
+        assert gap.max() < 1e-6, gap.max()
+    np.testing.assert_array_equal(state.buffer.data.env[:size], np.arange(size) % PER_ENV.num_envs)
+
+
+def test_a_per_env_ddpg_run_trains():
+    state, metrics = jax.jit(make_trainer(PER_ENV).train)(jax.random.PRNGKey(3), as_hparams())
+    assert int(state.diverged_at) == -1
+    for name in ("value_loss", "policy_loss"):  # learning from the first iteration on (learning_starts 64)
+        assert np.isfinite(np.asarray(metrics[name])).all(), name
+    assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(state.params))
+
+
 WHOLE_RUNS = """
 import dataclasses, os, sys
 import chex, jax

@@ -10,13 +10,15 @@ One gradient step on a minibatch ``B`` of replayed transitions ``(s, a, r, s', t
    smoothness penalty, DDPG-SR-A); one Adam step at ``learning_rate``;
 3. targets: ``theta' <- tau theta + (1 - tau) theta'``, ``phi' <- tau phi + (1 - tau) phi'``.
 
-Observations are normalised by the member's running statistics (``train.normalize_observations``)
-at the time of the update, so the SR^2L eps-ball is in normalised units as for PPO-SR; actions
-enter the critic in the actor's ``[-1, 1]`` units. Exploration (``act(..., deterministic=False)``
-and the rollout): Gaussian noise ``N(0, exploration_noise^2)`` in those units, clipped to the
-bounds -- not garage's Ornstein-Uhlenbeck process: TD3 (Fujimoto et al. 2018) found uncorrelated
-Gaussian noise as good, and it needs no state carried across steps and resets. The loop around
-it (rollout, replay buffer, targets' initialisation) is :mod:`rpo_jax.off_policy`.
+Observations are normalised by the member's running statistics (``train.normalize_observations``) at
+the time of the update -- with ``train.normalize_per_env``, each transition by the statistics of the
+env it came from, the view the actor acts on (:mod:`rpo_jax.off_policy`) -- so the SR^2L eps-ball is
+in normalised units as for PPO-SR; actions enter the critic in the actor's ``[-1, 1]`` units.
+Exploration (``act(..., deterministic=False)`` and the rollout): Gaussian noise
+``N(0, exploration_noise^2)`` in those units, clipped to the bounds -- not garage's Ornstein-Uhlenbeck
+process: TD3 (Fujimoto et al. 2018) found uncorrelated Gaussian noise as good, and it needs no state
+carried across steps and resets. The loop around it (rollout, replay buffer, targets'
+initialisation) is :mod:`rpo_jax.off_policy`.
 """
 
 from __future__ import annotations
