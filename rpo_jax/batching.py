@@ -34,7 +34,9 @@ def merged_over_members(fn: Callable) -> Callable:
             return x.reshape((axis_size * x.shape[1],) + x.shape[2:])
 
         out = fn(*jax.tree.map(flatten, args, tuple(in_batched)))
-        out = jax.tree.map(lambda y: y.reshape((axis_size, -1) + y.shape[1:]), out)
+        # y.shape[0] // axis_size, not -1: MJX and DMC states hold zero-size leaves ([n, 0]), which
+        # a -1 cannot infer from
+        out = jax.tree.map(lambda y: y.reshape((axis_size, y.shape[0] // axis_size) + y.shape[1:]), out)
         return out, jax.tree.map(lambda _: True, out)
 
     return merged

@@ -46,3 +46,15 @@ def test_unbatched_inputs_are_broadcast_to_every_member():
     y = jnp.asarray([10.0, 20.0, 30.0])  # the same for every member
     out = jax.vmap(batching.merged_over_members(shift), in_axes=(0, None))(x, y)
     np.testing.assert_array_equal(out, x + y[None])
+
+
+def test_zero_size_leaves_keep_their_shape():
+    """MJX / DMC env states carry ``[n, 0]`` leaves; the split after the merged call must keep them."""
+
+    def step(state):
+        return {"q": state["q"] + 1.0, "empty": state["empty"] * 2.0}
+
+    state = {"q": jnp.ones((2, 3, 4)), "empty": jnp.zeros((2, 3, 0))}  # 2 members x 3 envs
+    out = jax.jit(jax.vmap(batching.merged_over_members(step)))(state)
+    assert out["empty"].shape == (2, 3, 0)
+    np.testing.assert_array_equal(out["q"], state["q"] + 1.0)
