@@ -97,8 +97,9 @@ class TrainConfig:
     anneal_lr: bool = _field(True, "learning rate annealed linearly to 0 over the iterations (CleanRL)")
     anneal_lr_timesteps: int | None = _field(
         None,
-        "env steps per member over which anneal_lr reaches 0; null = total_timesteps. A shortened run of a "
-        "longer experiment sets the full length, so it follows the full run's schedule",
+        "env steps per member over which anneal_lr takes the learning rate, and anneal_alpha takes alpha, to 0 "
+        "(one horizon for both); null = total_timesteps. A shortened run of a longer experiment sets the full "
+        "length, so it follows the full run's schedules",
         check=POSITIVE,
     )
     adam_eps: float = _field(1e-5, "Adam's epsilon", check=POSITIVE)
@@ -172,7 +173,7 @@ class TrainConfig:
 
     @property
     def anneal_iterations(self) -> int:
-        """Iterations over which ``anneal_lr`` takes the learning rate to 0."""
+        """Iterations over which ``anneal_lr`` takes the learning rate, and ``anneal_alpha`` alpha, to 0."""
         return (self.anneal_lr_timesteps or self.total_timesteps) // self.batch_size
 
     def validate(self) -> None:
@@ -253,7 +254,11 @@ class HParams:
     """
 
     alpha: Any = _hparam(0.5, "RPO: z ~ U(-alpha, alpha) added to the policy mean in the loss (Eq. 4); 0 = PPO")
-    anneal_alpha: Any = _hparam(0.0, "1: alpha decays linearly to 0 at the last update (paper §6.2); 0: constant")
+    anneal_alpha: Any = _hparam(
+        0.0,
+        "1: alpha decays linearly to 0 at the last update (paper §6.2) of the run, or of train.anneal_lr_timesteps; "
+        "0: constant",
+    )
     ent_coef: Any = _hparam(0.0, "entropy bonus coefficient")
     learning_rate: Any = _hparam(3e-4, "Adam learning rate (annealed with train.anneal_lr)")
     clip_coef: Any = _hparam(0.2, "PPO ratio clip (and value clip with train.clip_vloss)")

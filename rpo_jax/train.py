@@ -169,8 +169,11 @@ class Trainer:
         With ``anneal_alpha = 1`` alpha decreases by the same amount at every
         policy update (iteration) and is exactly 0 in the last one (paper §6.2);
         with ``anneal_alpha = 0`` it is constant. Both kinds share a compile.
+        ``N`` is ``config.anneal_iterations``, the learning rate's horizon too: the run's
+        iterations, or those of ``train.anneal_lr_timesteps`` when a shortened run follows a
+        longer run's schedules (alpha then ends above 0, where the longer run is at that point).
         """
-        progress = iteration / max(self.config.num_iterations - 1, 1)
+        progress = iteration / max(self.config.anneal_iterations - 1, 1)
         return hparams.alpha * (1.0 - hparams.anneal_alpha * progress)
 
     def _observe(self, normalizer, raw_obs):

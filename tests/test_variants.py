@@ -82,6 +82,19 @@ def test_annealed_alpha_reaches_zero_at_the_last_update_and_shares_a_compile_wit
     np.testing.assert_array_equal(metrics["alpha_current"][1], np.full(n, 0.5, np.float32))
 
 
+def test_alpha_anneals_over_the_learning_rates_horizon():
+    """With train.anneal_lr_timesteps (a shortened run of a longer one), alpha follows the longer run's
+    schedule as the learning rate does: one horizon for both."""
+    cfg = dataclasses.replace(TINY, anneal_lr_timesteps=2 * TINY.total_timesteps)
+    _, metrics = jax.jit(make_trainer(cfg).train)(jax.random.PRNGKey(0), as_hparams(alpha=0.5, anneal_alpha=1.0))
+    n, horizon = cfg.num_iterations, cfg.anneal_iterations
+    assert horizon == 2 * n
+    i = np.arange(n)
+    np.testing.assert_allclose(metrics["learning_rate_current"], 3e-4 * (1 - i / horizon), rtol=1e-6)
+    np.testing.assert_allclose(metrics["alpha_current"], 0.5 * (1 - i / (horizon - 1)), rtol=1e-6, atol=1e-7)
+    assert metrics["alpha_current"][-1] > 0.2  # half-way through the longer run's schedule
+
+
 # --------------------------------------------------------------------- RAD / DrAC
 def _minibatch(key, n=32, obs_size=3, action_size=1):
     k = jax.random.split(key, 6)
