@@ -104,10 +104,22 @@ def is_leader() -> bool:
 
 
 def _broadcast(x: np.ndarray) -> np.ndarray:
+    """The leader's ``x`` on every process, bit for bit.
+
+    JAX's ``broadcast_one_to_all`` sums the leader's value with the others' zeros, which turns
+    -0.0 into +0.0, and computes in JAX's dtypes, which narrows float64 / int64 to 32 bits. So the
+    raw bytes travel instead (uint8: the sum of one value and zeros is exact) and are viewed back
+    as ``x``'s dtype and shape.
+    """
     from jax.experimental import multihost_utils
 
+    x = np.asarray(x)
+    if x.size == 0:
+        return x.copy()
+    data = np.ascontiguousarray(x.reshape(-1)).view(np.uint8)
     with collective():
-        return np.asarray(multihost_utils.broadcast_one_to_all(x))
+        data = np.asarray(multihost_utils.broadcast_one_to_all(data), np.uint8)
+    return data.view(x.dtype).reshape(x.shape)
 
 
 def share(tree: Any) -> Any:

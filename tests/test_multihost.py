@@ -274,3 +274,46 @@ def test_pbt_over_two_processes_equals_one_process_on_two_devices(tmp_path):
     copies = table[table["pbt_parent"] >= 0]
     half = table["member"].max() // 2 + 1  # members 0..3 on process 0, 4..7 on process 1
     assert ((copies["member"] < half) != (copies["pbt_parent"] < half)).any()  # some copy crossed processes
+
+
+SHARE_SCRIPT = """
+import sys
+import numpy as np
+from rpo_jax import multihost
+multihost.initialize(60)
+leader = multihost.is_leader()
+nan = np.frombuffer(np.uint32(0x7FC00123).tobytes(), np.float32)[0]  # a NaN with a payload
+tree = {
+    "f32": np.asarray([-0.0, 1.5, nan, -np.inf], np.float32),
+    "f64": np.asarray([-0.0, 1.0 + 2.0**-40], np.float64),
+    "i64": np.asarray([2**40 + 1, -3], np.int64),
+    "flag": np.asarray(True),
+    "empty": np.zeros((2, 0), np.float32),
+}
+got = multihost.share(tree if leader else {k: np.zeros_like(v) for k, v in tree.items()})
+for key, value in tree.items():
+    if (value.dtype, value.shape, value.tobytes()) != (got[key].dtype, got[key].shape, got[key].tobytes()):
+        sys.exit(f"{key}: {value!r} became {got[key]!r}")
+if multihost.share_text("-0.0" if leader else None) != "-0.0":
+    sys.exit("share_text")
+print("shared bit for bit")
+multihost.exit_now(0)
+"""
+
+
+def test_share_is_bit_exact_across_processes():
+    """multihost.share delivers the leader's bytes: -0.0 stays -0.0, NaN payloads, float64 and int64 stay
+    as they are (JAX's broadcast sums with zeros in 32-bit dtypes, which loses all three)."""
+    address = f"127.0.0.1:{_free_port()}"
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", SHARE_SCRIPT],
+            env=_env(JAX_COORDINATOR_ADDRESS=address, JAX_NUM_PROCESSES="2", JAX_PROCESS_ID=str(i)),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(2)
+    ]
+    for code, stdout, stderr in _wait(procs, timeout=120):
+        assert code == 0 and "shared bit for bit" in stdout, stderr[-2000:]
