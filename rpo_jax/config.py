@@ -145,7 +145,9 @@ class TrainConfig:
     )
     buffer_size: int = _field(1_000_000, "DDPG: replay buffer capacity (FIFO)", check=POSITIVE)
     learning_starts: int = _field(
-        10_000, "DDPG: env steps per member of uniform random actions before any update (garage's min_buffer_size)"
+        10_000,
+        "DDPG: env steps per member of uniform random actions before any update (garage's min_buffer_size)",
+        check=NON_NEGATIVE,
     )
     replay_batch_size: int = _field(64, "DDPG: transitions per gradient step, uniform from the buffer", check=POSITIVE)
     updates_per_iteration: int = _field(

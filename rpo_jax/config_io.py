@@ -48,7 +48,7 @@ def describe_fields() -> list[dict[str, str]]:
         elif check:
             allowed = check[0].format(kind=kind) + (" or null" if f.type.endswith("| None") else "")
         else:
-            allowed = {"bool": "true, false", "tuple[int, ...]": "a list of positive integers"}.get(f.type, "a string")
+            allowed = allowed_by_type(f.type)
         rows.append(_row("train", f, "static", allowed))
     for f in dataclasses.fields(HParams):
         rows.append(_row("hparams", f, "traced", _HPARAM_RULES[f.name][1], type_="float"))
@@ -58,6 +58,25 @@ def describe_fields() -> list[dict[str, str]]:
         else:
             rows.append(_row("sweep", f, "sweep", "", type_=_SWEEP_TYPES[f.name]))
     return rows
+
+
+# What a train field of each annotated type accepts when its metadata names no check or choices.
+_ALLOWED_BY_TYPE = {
+    "bool": "true, false",
+    "int": "an integer",
+    "float": "a number",
+    "str": "a string",
+    "tuple[int, ...]": "a list of positive integers",
+}
+
+
+def allowed_by_type(annotation: str) -> str:
+    """The option table's "allowed" text for a field of type ``annotation`` (``X | None`` adds "or null").
+
+    Raises ``KeyError`` for a type it does not know, so a new kind of field cannot fall through to a
+    wrong text."""
+    base, optional = (annotation[: -len(" | None")], True) if annotation.endswith(" | None") else (annotation, False)
+    return _ALLOWED_BY_TYPE[base] + (" or null" if optional else "")
 
 
 _SWEEP_TYPES = {

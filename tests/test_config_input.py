@@ -412,6 +412,24 @@ def test_the_readme_option_table_is_generated_from_the_field_metadata():
     assert kinds == {"train": "static", "hparams": "traced", "sweep": "sweep", "sweep.pbt": "sweep"}
 
 
+def test_allowed_values_follow_the_field_type():
+    """The option table's "allowed" column comes from each field's type (or its check / choices), so an
+    integer field can never read "a string" (train.learning_starts once did)."""
+    texts = {"int": "integer", "float": "number", "str": "string", "bool": "true, false", "tuple[int, ...]": "list"}
+    for f in dataclasses.fields(cfgmod.TrainConfig):
+        (row,) = [r for r in config_io.describe_fields() if (r["section"], r["name"]) == ("train", f.name)]
+        base = f.type.removesuffix(" | None")
+        if not config_io.field_choices(f) and not f.metadata["check"]:
+            assert texts[base] in row["allowed"], (f.name, row["allowed"])
+        if base in ("int", "float"):
+            assert "string" not in row["allowed"], f.name
+        assert row["allowed"].endswith("null") == f.type.endswith("| None"), f.name
+    learning_starts = [r for r in config_io.describe_fields() if r["name"] == "learning_starts"][0]
+    assert learning_starts["allowed"] == "a non-negative integer"
+    with pytest.raises(KeyError):
+        config_io.allowed_by_type("dict[str, float]")
+
+
 def test_config_subcommand_prints_options_and_resolved_configs(capsys):
     from rpo_jax import cli
 
