@@ -36,6 +36,28 @@ def _config(iterations=8, pbt_section=PBT, seeds=2, grid=(0.1, 0.5, 1.0, 2.0), *
     )
 
 
+# test_pbt_off_reproduces_the_code_before_pbt: the values of commit dbcdaa0's sweep
+PBT_OFF_PINNED = {
+    "episode_return": [
+        [-238.12428283691406, -157.84759521484375, -177.0904541015625, -226.68211364746094],
+        [-224.02377319335938, -206.26455688476562, -180.3765106201172, -201.02508544921875],
+        [-238.12428283691406, -158.1690673828125, -177.4717559814453, -227.02279663085938],
+        [-224.02377319335938, -206.21572875976562, -180.5357666015625, -200.83584594726562],
+    ],
+    "value_loss": [
+        [1.3995994329452515, 0.21829237043857574, 0.1273801028728485, 0.1508164405822754],
+        [1.710163950920105, 0.47523465752601624, 0.20932242274284363, 0.2849072813987732],
+        [1.399595022201538, 0.219233900308609, 0.12842708826065063, 0.1506771594285965],
+        [1.7101640701293945, 0.47568005323410034, 0.20910650491714478, 0.28375762701034546],
+    ],
+    "params_norm": [16.400335139921165, 16.399906503453234, 16.40014694218872, 16.399941515192673],
+}
+
+
+def _norm(tree) -> float:
+    return float(np.sqrt(sum(np.sum(np.square(np.asarray(x, np.float64))) for x in jax.tree.leaves(tree))))
+
+
 def _digest(result) -> str:
     h = hashlib.sha256()
     for k in sorted(result.metrics):
@@ -237,10 +259,11 @@ def test_pbt_populations_are_per_static_point_and_seed(monkeypatch):
 # ------------------------------------------------------------------ whole runs
 
 
-def test_pbt_off_is_bit_identical_to_the_code_before_pbt():
-    """Pinned with the code before rpo_jax.pbt existed (commit dbcdaa0) and reproduced after it: every
-    metric and state leaf of a 4-member sweep. Like tests/test_pinned.py's hashes, it holds for this
-    project's CPU machine kind."""
+def test_pbt_off_reproduces_the_code_before_pbt():
+    """A 4-member sweep without PBT reproduces the code before rpo_jax.pbt existed (commit dbcdaa0):
+    once pinned as a hash of every metric and state leaf, equal at dbcdaa0 and at 95020d0; now its
+    returns and value losses per member and iteration and its members' parameter norms, within the
+    tolerance of tests/test_pinned.py (bit hashes differ between x86-64 CPUs; see there)."""
     config = config_io.config_from_dict(
         {
             "train": {**TRAIN, "total_timesteps": 512},
@@ -250,7 +273,12 @@ def test_pbt_off_is_bit_identical_to_the_code_before_pbt():
     assert not config.sweep.pbt.enabled and population.build_population(config.sweep, config.hparams).pbt is None
     result = population.run_experiment(config, devices=jax.devices()[:1])
     assert result.state.pbt is None and not any(k.startswith("pbt_") for k in result.metrics)
-    assert _digest(result) == "ebad4d4a4e3d4e34"
+    m = result.metrics
+    np.testing.assert_allclose(m["episode_return"], PBT_OFF_PINNED["episode_return"], rtol=1e-4)
+    np.testing.assert_allclose(m["value_loss"], PBT_OFF_PINNED["value_loss"], rtol=1e-4)
+    norms = [_norm(jax.tree.map(lambda x: x[i], result.state.params)) for i in range(4)]
+    # the members' norms differ by ~2e-5 relative; another CPU moves them by ~1e-6 (tests/test_pinned.py)
+    np.testing.assert_allclose(norms, PBT_OFF_PINNED["params_norm"], rtol=1e-5)
 
 
 def test_a_pbt_run_is_deterministic_explores_in_bounds_and_compiles_once(monkeypatch):
