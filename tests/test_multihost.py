@@ -317,3 +317,33 @@ def test_share_is_bit_exact_across_processes():
     ]
     for code, stdout, stderr in _wait(procs, timeout=120):
         assert code == 0 and "shared bit for bit" in stdout, stderr[-2000:]
+
+
+@pytest.mark.parametrize(
+    "config, extra, env",
+    [
+        ("paper/rpo_vs_ppo.yaml", [], "dmc/PendulumSwingup"),
+        ("quickstart.yaml", ["--env", "brax/ant", "--set", "train.backend=mjx", "--grid", "alpha=0,0.5"], "brax/ant"),
+    ],
+    ids=["dmc-config", "brax-ant-mjx"],
+)
+def test_an_mjx_population_runs_as_two_processes(tmp_path, config, extra, env):
+    """A shipped DM Control config, and Brax on MJX, as --distributed runs of two processes, one
+    member each, at the tiny size of tests/test_shipped_configs.py. MJX puts its model on
+    jax.devices()[0], process 0's device, which the other process once could not compile against
+    (rpo_jax.envs.core.arrays_on_this_process)."""
+    import pandas as pd
+    from test_shipped_configs import ITERATIONS, tiny_overrides
+
+    from rpo_jax import config_io
+
+    path = REPO / "configs" / config
+    out = tmp_path / "two"
+    args = ["sweep", str(path), *tiny_overrides(config_io.load_yaml(str(path))), *extra, "--seeds", "1"]
+    runs = _wait(_launch([*args, "--out", str(out), "--quiet", "--no-tensorboard", "--distributed"], 2), timeout=600)
+    assert all(code == 0 for code, _, _ in runs), runs[0][2][-2000:] + runs[1][2][-2000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["env"] == env and summary["members"] == 2 and summary["devices"] == 2
+    table = pd.read_csv(out / "metrics.csv")
+    assert len(table) == 2 * ITERATIONS and (table["diverged"] == 0).all()
+    assert table["episode_return"].notna().all()

@@ -10,9 +10,18 @@ default ``episode_length`` is 1000, the convention of Brax's training scripts.
 
 from __future__ import annotations
 
+from typing import Any
+
+import jax
 import numpy as np
 
-from rpo_jax.envs.core import Environment, observation_size, state_step_fns
+from rpo_jax.envs.core import (
+    Environment,
+    arrays_on_this_process,
+    mjx_model_on_this_process,
+    observation_size,
+    state_step_fns,
+)
 
 DESCRIPTION = "Brax (generalized backend by default), actions in [-1, 1], 1000 steps"
 BACKENDS = ("generalized", "spring", "positional", "mjx")
@@ -40,6 +49,7 @@ def make(name: str, short: str, episode_length: int | None, backend: str | None)
         env = brax.envs.get_environment(short, **kwargs)
     except ValueError as e:  # e.g. swimmer only supports the generalized backend
         raise ValueError(f"{name} cannot use backend={backend!r}: {e}") from None
+    env.sys = _system_on_this_process(env.sys)
     reset_fn, step_fn = state_step_fns(env)
     size = env.action_size
     return Environment(
@@ -53,3 +63,20 @@ def make(name: str, short: str, episode_length: int | None, backend: str | None)
         step_fn=step_fn,
         raw_env=env,
     )
+
+
+def _system_on_this_process(sys: Any) -> Any:
+    """The env's Brax ``System`` with its MJX model fields on this process's device.
+
+    ``brax.io.mjcf.load`` builds every backend's System from ``mjx.put_model``'s fields, which
+    land on process 0's device in a ``--distributed`` run; see
+    :func:`rpo_jax.envs.core.arrays_on_this_process` (the same fields, converted as ``mjcf.load``
+    converts them).
+    """
+    import jax.numpy as jnp
+
+    def rebuild():
+        model = vars(mjx_model_on_this_process(sys.mj_model))
+        return jax.tree.map(jnp.array, sys.replace(**{k: v for k, v in model.items() if hasattr(sys, k)}))
+
+    return arrays_on_this_process(sys, rebuild)

@@ -287,3 +287,28 @@ def observation_size(name: str, reset_fn: ResetFn) -> int:
     if not isinstance(abstract_obs, jax.ShapeDtypeStruct):
         raise ValueError(f"{name} returns a structured (dict) observation; rpo_jax needs a flat array")
     return int(np.prod(abstract_obs.shape))
+
+
+def mjx_model_on_this_process(mj_model: Any) -> Any:
+    """``mjx.put_model(mj_model)`` (impl ``jax``) on this process's first device."""
+    from mujoco import mjx
+
+    return mjx.put_model(mj_model, impl="jax", device=jax.local_devices()[0])
+
+
+def arrays_on_this_process(tree: Any, rebuild: Callable[[], Any]) -> Any:
+    """``tree`` with each array this process cannot address replaced by ``rebuild()``'s leaf at its path.
+
+    Without a device ``mjx.put_model`` picks ``jax.devices()[0]``, which in a multi-process run
+    (``--distributed``) is process 0's device: on every other process, an env whose model came
+    from it holds arrays without local data, and its step function fails to compile (it closes
+    over them). ``rebuild`` makes the same tree from the model put on this process's device
+    (:func:`mjx_model_on_this_process`); leaves the library changed after putting the model
+    were computed on this process and are kept. In one process nothing is replaced (and nothing
+    rebuilt): the env is exactly the library's.
+    """
+    local = lambda x: not isinstance(x, jax.Array) or x.is_fully_addressable  # noqa: E731
+    if all(local(x) for x in jax.tree.leaves(tree)):
+        return tree
+    fresh = {jax.tree_util.keystr(p): x for p, x in jax.tree_util.tree_flatten_with_path(rebuild())[0]}
+    return jax.tree_util.tree_map_with_path(lambda p, x: x if local(x) else fresh[jax.tree_util.keystr(p)], tree)

@@ -11,7 +11,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from rpo_jax.envs.core import Environment, observation_size, state_step_fns
+from rpo_jax.envs.core import (
+    Environment,
+    arrays_on_this_process,
+    mjx_model_on_this_process,
+    observation_size,
+    state_step_fns,
+)
 
 DESCRIPTION = "MuJoCo Playground DM Control Suite on MJX (impl=jax), actuator control range"
 BACKENDS: tuple[str, ...] = ()
@@ -32,6 +38,7 @@ def make(name: str, short: str, episode_length: int | None, backend: str | None)
     from mujoco_playground import registry
 
     env = registry.load(short, config_overrides={"impl": "jax"})
+    env._mjx_model = arrays_on_this_process(env._mjx_model, lambda: mjx_model_on_this_process(env.mj_model))
     reset_fn, step_fn = state_step_fns(env)
     size = env.action_size
     # The task's own config (some tasks edit it in __init__, e.g. vision cartpole).
