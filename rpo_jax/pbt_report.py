@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from rpo_jax import aggregate, pbt, plots
-from rpo_jax.report_data import RunData, _safe_name, diverged_iterations, final_returns
+from rpo_jax.report_data import ReportError, RunData, _safe_name, diverged_iterations, final_returns
 from rpo_jax.results import atomic_write_text
 
 CONFIDENCE = 0.95
@@ -222,7 +222,17 @@ def _plot_against_grid(run: RunData, best: list[int], grid: RunData, curves: dic
 
 
 def report(runs: Sequence[RunData], fixed: Sequence[RunData], out: pathlib.Path, fraction: float) -> list[pathlib.Path]:
-    """Writes the PBT figures and ``pbt.md`` of ``runs`` (runs with PBT), compared with ``fixed`` runs."""
+    """Writes the PBT figures and ``pbt.md`` of ``runs`` (runs with PBT), compared with ``fixed`` runs.
+
+    Raises ReportError, before writing, for a run with ``sweep.static``: its PBT populations are per
+    static point x seed, while these tables and figures take a seed's members as one population.
+    """
+    for r in runs:
+        if (r.config.get("sweep") or {}).get("static"):
+            raise ReportError(
+                f"{r.path}: a PBT run with sweep.static has one PBT population per static point and seed, "
+                "which the PBT report does not separate; report a run of one static point instead"
+            )
     written: list[pathlib.Path] = []
     lines = [
         "# PBT",

@@ -491,3 +491,17 @@ def test_the_report_compares_pbts_best_member_with_the_grid(tmp_path):
     assert "| grid, best member | -22.50 ± 2.50 (2) | **+7.50 [+5.00, +10.00]** |" in text
     # the grid's configurations by mean: alpha=1 (-22.5) best, alpha=0.1 (-45) the other
     assert "| grid, best fixed (alpha=1) | -22.50 ± 2.50 (2) |" in text
+
+
+def test_the_report_refuses_a_pbt_run_with_a_static_sweep(tmp_path):
+    """PBT populations are per static point x seed; the PBT report groups by seed, so it refuses to
+    pool a static sweep's points (one line, before it writes anything)."""
+    from rpo_jax import pbt_report
+    from rpo_jax.report_data import ReportError
+
+    section = {"interval": 2, "explore": {"alpha": [0.01, 3.0]}}
+    run = _run_data(tmp_path, "pbt", returns=[[0.0] * 4] * 4, pbt_section=section, parents={}, alphas=[[0.1] * 4] * 4)
+    run.config["sweep"]["static"] = {"action_dist": ["gaussian", "laplace"]}
+    with pytest.raises(ReportError, match="one PBT population per static point and seed"):
+        pbt_report.report([run], [], tmp_path / "out", fraction=0.25)
+    assert not (tmp_path / "out").exists()
