@@ -9,8 +9,12 @@ not in a user's hands. One test per file; a new YAML file is picked up by the gl
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
+import os
 import pathlib
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
@@ -79,15 +83,58 @@ def test_config_show_resolves_it(path, capsys):
         assert config_io.config_from_dict(resolved).train.env == resolved["train"]["env"]
 
 
-@pytest.mark.parametrize("path", CONFIGS)
-def test_config_trains_as_a_tiny_population(path, tmp_path, capsys):
-    data = config_io.load_yaml(str(REPO / path))
-    overrides = tiny_overrides(data)
-    seeds = _seeds(str(REPO / path), overrides)
-    out = tmp_path / "run"
-    args = ["sweep", str(REPO / path), *overrides, "--seeds", str(seeds), "--out", str(out), "--quiet"]
-    assert cli.main([*args, "--no-tensorboard"]) == 0, capsys.readouterr().err
+class TwoAtATime:
+    """Runs the selected configs' sweeps as ``rpo-jax`` processes, two at once.
 
+    A tiny run is almost all XLA compile, which uses one core; on the 2-core CI machine two runs
+    side by side take about the time of one. When the test of config ``i`` starts, it makes sure
+    its own run and the next selected config's run are going, then waits for its own.
+    """
+
+    def __init__(self, paths: list[str], root: pathlib.Path):
+        self.paths, self.root = paths, root
+        self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=2)
+        self.jobs: dict[str, concurrent.futures.Future] = {}
+
+    def out(self, path: str) -> pathlib.Path:
+        return self.root / path.replace("/", "_") / "run"
+
+    def _submit(self, path: str) -> None:
+        if path not in self.jobs:
+            self.jobs[path] = self.pool.submit(self._run, path)
+
+    def _run(self, path: str) -> subprocess.CompletedProcess:
+        overrides = tiny_overrides(config_io.load_yaml(str(REPO / path)))
+        seeds = _seeds(str(REPO / path), overrides)
+        args = ["sweep", str(REPO / path), *overrides, "--seeds", str(seeds), "--out", str(self.out(path))]
+        env = {**os.environ, "RPO_JAX_CPU_DEVICES": "1", "TF_CPP_MIN_LOG_LEVEL": "3"}
+        command = [sys.executable, "-m", "rpo_jax.cli", *args, "--quiet", "--no-tensorboard"]
+        return subprocess.run(command, env=env, capture_output=True, text=True, timeout=1800)
+
+    def result(self, path: str) -> subprocess.CompletedProcess:
+        self._submit(path)
+        later = self.paths[self.paths.index(path) + 1 :]
+        if later:
+            self._submit(later[0])
+        return self.jobs[path].result()
+
+
+@pytest.fixture(scope="module")
+def runs(request, tmp_path_factory):
+    selected = [item.callspec.params["path"] for item in request.session.items if item.originalname == _TRAINS]
+    pool = TwoAtATime(selected, tmp_path_factory.mktemp("configs"))
+    yield pool
+    pool.pool.shutdown(wait=True, cancel_futures=True)
+
+
+_TRAINS = "test_config_trains_as_a_tiny_population"
+
+
+@pytest.mark.parametrize("path", CONFIGS)
+def test_config_trains_as_a_tiny_population(path, runs):
+    done = runs.result(path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = runs.out(path)
     assert json.loads((out / "status.json").read_text())["state"] == "complete"
     summary = json.loads((out / "summary.json").read_text())
     assert summary["members"] >= 2
