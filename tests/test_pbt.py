@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from test_pinned import l2_norm
 
 from rpo_jax import cli, config_io, pbt, population, train
 from rpo_jax.config import ConfigError, PBTConfig
@@ -52,10 +53,6 @@ PBT_OFF_PINNED = {
     ],
     "params_norm": [16.400335139921165, 16.399906503453234, 16.40014694218872, 16.399941515192673],
 }
-
-
-def _norm(tree) -> float:
-    return float(np.sqrt(sum(np.sum(np.square(np.asarray(x, np.float64))) for x in jax.tree.leaves(tree))))
 
 
 def _digest(result) -> str:
@@ -276,7 +273,7 @@ def test_pbt_off_reproduces_the_code_before_pbt():
     m = result.metrics
     np.testing.assert_allclose(m["episode_return"], PBT_OFF_PINNED["episode_return"], rtol=1e-4)
     np.testing.assert_allclose(m["value_loss"], PBT_OFF_PINNED["value_loss"], rtol=1e-4)
-    norms = [_norm(jax.tree.map(lambda x: x[i], result.state.params)) for i in range(4)]
+    norms = [l2_norm(jax.tree.map(lambda x: x[i], result.state.params)) for i in range(4)]
     # the members' norms differ by ~2e-5 relative; another CPU moves them by ~1e-6 (tests/test_pinned.py)
     np.testing.assert_allclose(norms, PBT_OFF_PINNED["params_norm"], rtol=1e-5)
 

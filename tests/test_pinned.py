@@ -90,7 +90,8 @@ PINNED_FILE = pathlib.Path(__file__).with_name("pinned_values.json")  # written 
 PINNED = json.loads(PINNED_FILE.read_text()) if PINNED_FILE.exists() else {}
 
 
-def _norm(tree) -> float:
+def l2_norm(tree) -> float:
+    """The L2 norm of all of ``tree``'s leaves together, in float64."""
     return float(np.sqrt(sum(np.sum(np.square(np.asarray(x, np.float64))) for x in jax.tree.leaves(tree))))
 
 
@@ -104,8 +105,8 @@ def run_values(config: TrainConfig, hparams: dict) -> dict[str, list[float]]:
     state, metrics = jax.jit(trainer.train)(jax.random.PRNGKey(7), as_hparams(**hparams))
     out = {k: np.asarray(metrics[k], np.float64).tolist() for k in ("episode_return", "value_loss", "policy_loss")}
     for group, tree in sorted(state.params.items()):
-        out[f"norm_params_{group}"] = [_norm(tree)]
-    out["norm_normalizer"] = [_norm(state.normalizer)]
+        out[f"norm_params_{group}"] = [l2_norm(tree)]
+    out["norm_normalizer"] = [l2_norm(state.normalizer)]
     return out
 
 
