@@ -8,12 +8,12 @@ in the same state and comparing the observations (agree to float32 rounding). So
 with the same frozen normaliser, can act in both, and ``rpo-jax evaluate RUN --on dm_control``
 reports the return in each side by side (the sim-to-sim gap).
 
-What still differs, by design of the ports, and is part of that gap: Playground integrates cartpole
-and acrobot with semi-implicit Euler where dm_control uses RK4, pendulum with a smaller physics
-step (0.01 s vs dm_control's 0.02 s, twice per control step); MJX's solver and float32 arithmetic;
-and Playground computes orientation features from the kinematics of the state before its last
-physics step (MJX's ``step`` runs the forward pass, then integrates), while dm_control's
-observations use the kinematics of the current state.
+The ports step with dm_control's timesteps, integrators and friction cones (``rpo_jax.envs.dmc``,
+docs/dmc_fidelity.md). What still differs and is part of that gap: MJX's solver (Playground's
+fewer iterations, contact culling) and float32 arithmetic; and Playground computes orientation
+features from the kinematics of the state before its last physics step (MJX's ``step`` runs the
+forward pass, then integrates), while dm_control's observations use the kinematics of the
+current state.
 The episode starts are dm_control's own (the tasks' ``initialize_episode``), 1000 control steps.
 
 Needs the optional extra ``pip install -e ".[dm-control]"``. dm_control 1.0.50 indexes a few

@@ -5,9 +5,19 @@ Always loaded with ``config_overrides={"impl": "jax"}``: the Playground default
 action straight into ``data.ctrl``, so the action bounds are the MuJoCo actuator
 control range (``[-1, 1]`` for every DM Control Suite task). The default
 ``episode_length`` is the task config's own (1000).
+
+Each task steps as dm_control's own task does (:data:`DM_CONTROL_PHYSICS`): control
+timestep, physics timestep (so the number of physics steps per action), integrator
+(``eulerdamp`` included), friction cone, episode length and fish's torso inertia are
+dm_control's, not the Playground port's where they differ; checked against
+``dm_control.suite.load`` in tests/test_dmc_fidelity.py, tabulated in docs/dmc_fidelity.md.
+Playground's solver iteration counts and contact culling (MJX speed settings) and its reward
+and observation functions are kept.
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 import numpy as np
 
@@ -23,6 +33,91 @@ DESCRIPTION = "MuJoCo Playground DM Control Suite on MJX (impl=jax), actuator co
 BACKENDS: tuple[str, ...] = ()
 
 
+@dataclasses.dataclass(frozen=True)
+class Physics:
+    """How dm_control's task steps: ``ctrl_dt / sim_dt`` physics steps of ``sim_dt`` seconds per action."""
+
+    ctrl_dt: float  # control timestep (s): dm_control's ``env.control_timestep()``
+    sim_dt: float  # physics timestep (s): dm_control's ``physics.model.opt.timestep``
+    integrator: str = "EULER"  # mujoco.mjtIntegrator without ``mjINT_``
+    cone: str = "PYRAMIDAL"  # mujoco.mjtCone without ``mjCONE_``
+    episode_length: int = 1000  # dm_control's time limit / ctrl_dt
+    # (body, mass, principal inertia) where the port's body differs from dm_control's compiled model
+    inertials: tuple[tuple[str, float, tuple[float, float, float]], ...] = ()
+
+
+# dm_control's own physics for every Playground DM Control task (measured with dm_control 1.0.50,
+# ``dm_control.suite.load(domain, task)``). Where Playground's port differs (as shipped, 0.2.0):
+# acrobot and cartpole integrate with Euler (dm_control: RK4); finger with implicitfast at 0.005 s,
+# 4 physics steps per action, pyramidal cones (dm_control: Euler at 0.01 s, 2 steps, elliptic);
+# fish at 0.002 s, 20 steps (0.004 s, 10); pendulum at 0.01 s, 2 steps (0.02 s, 1); reacher at
+# 0.005 s, 4 steps (0.02 s, 1); swimmer at 0.003 s, 10 steps (0.002 s, 15); fish's torso weighs
+# 0.113 kg, 3.9 times dm_control's 0.0288 (its mass geom ``torso_massive`` is a sphere of radius .03
+# in the port, dm_control's a box of half-sizes .002 .06 .03 at density 1000). Besides, every
+# Playground XML disables ``eulerdamp`` (Euler integrating joint damping implicitly), which
+# dm_control never does: it is re-enabled for every task (a no-op under RK4 or without damping).
+DM_CONTROL_PHYSICS: dict[str, Physics] = {
+    "AcrobotSwingup": Physics(0.01, 0.01, integrator="RK4"),
+    "AcrobotSwingupSparse": Physics(0.01, 0.01, integrator="RK4"),
+    "BallInCup": Physics(0.02, 0.002),
+    "CartpoleBalance": Physics(0.01, 0.01, integrator="RK4"),
+    "CartpoleBalanceSparse": Physics(0.01, 0.01, integrator="RK4"),
+    "CartpoleSwingup": Physics(0.01, 0.01, integrator="RK4"),
+    "CartpoleSwingupSparse": Physics(0.01, 0.01, integrator="RK4"),
+    "CheetahRun": Physics(0.01, 0.01),
+    "FingerSpin": Physics(0.02, 0.01, cone="ELLIPTIC"),
+    "FingerTurnEasy": Physics(0.02, 0.01, cone="ELLIPTIC"),
+    "FingerTurnHard": Physics(0.02, 0.01, cone="ELLIPTIC"),
+    "FishSwim": Physics(0.04, 0.004, inertials=(("torso", 0.0288, (4.32e-5, 8.6784e-6, 3.45984e-5)),)),
+    "HopperHop": Physics(0.02, 0.005),
+    "HopperStand": Physics(0.02, 0.005),
+    "HumanoidStand": Physics(0.025, 0.005),
+    "HumanoidWalk": Physics(0.025, 0.005),
+    "HumanoidRun": Physics(0.025, 0.005),
+    "PendulumSwingup": Physics(0.02, 0.02),
+    "PointMass": Physics(0.02, 0.02),
+    "ReacherEasy": Physics(0.02, 0.02),
+    "ReacherHard": Physics(0.02, 0.02),
+    "SwimmerSwimmer6": Physics(0.03, 0.002),
+    "WalkerRun": Physics(0.025, 0.0025),
+    "WalkerStand": Physics(0.025, 0.0025),
+    "WalkerWalk": Physics(0.025, 0.0025),
+}
+
+
+def load_playground(short: str, physics: Physics | None = None):
+    """Playground's task ``short`` (impl ``jax``) stepping with ``physics`` (default: dm_control's, from the table).
+
+    Timesteps and episode length go through the task config (Playground sets the model's
+    timestep from ``sim_dt``); integrator, cone, ``eulerdamp`` and body inertials are set on the
+    MuJoCo model (``mj_setConst`` then recomputes the constants derived from the inertials), which
+    is then put on MJX again (every Playground DM Control task builds its MJX model as
+    ``mjx.put_model(self._mj_model)`` and nothing else).
+    """
+    import mujoco
+    from mujoco_playground import registry
+
+    physics = physics or DM_CONTROL_PHYSICS.get(short)
+    if physics is None:
+        return registry.load(short, config_overrides={"impl": "jax"})
+    overrides = {"ctrl_dt": physics.ctrl_dt, "sim_dt": physics.sim_dt, "episode_length": physics.episode_length}
+    env = registry.load(short, config_overrides={"impl": "jax", **overrides})
+    opt = env._mj_model.opt
+    before = (int(opt.integrator), int(opt.cone), int(opt.disableflags))
+    opt.integrator = getattr(mujoco.mjtIntegrator, f"mjINT_{physics.integrator}")
+    opt.cone = getattr(mujoco.mjtCone, f"mjCONE_{physics.cone}")
+    opt.disableflags &= ~int(mujoco.mjtDisableBit.mjDSBL_EULERDAMP)
+    model = env._mj_model
+    for body, mass, inertia in physics.inertials:
+        model.body_mass[model.body(body).id] = mass
+        model.body_inertia[model.body(body).id] = inertia
+    if physics.inertials:
+        mujoco.mj_setConst(model, mujoco.MjData(model))
+    if physics.inertials or (int(opt.integrator), int(opt.cone), int(opt.disableflags)) != before:
+        env._mjx_model = mjx_model_on_this_process(model)
+    return env
+
+
 def names() -> list[str]:
     from mujoco_playground._src import dm_control_suite
 
@@ -35,9 +130,7 @@ def unsupported(short: str) -> str | None:
 
 def make(name: str, short: str, episode_length: int | None, backend: str | None) -> Environment:
     del backend  # one backend
-    from mujoco_playground import registry
-
-    env = registry.load(short, config_overrides={"impl": "jax"})
+    env = load_playground(short)
     env._mjx_model = arrays_on_this_process(env._mjx_model, lambda: mjx_model_on_this_process(env.mj_model))
     reset_fn, step_fn = state_step_fns(env)
     size = env.action_size

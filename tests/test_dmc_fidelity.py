@@ -1,0 +1,238 @@
+"""Every DM Control task of the paper's suite, as ``rpo_jax.envs.make_env`` builds it, against dm_control's own.
+
+Per task: control timestep, physics timestep, physics steps per action, integrator (``eulerdamp``
+included), friction cone, episode length, action and observation sizes, body inertials and joint
+damping equal ``dm_control.suite.load(domain, task)``'s; and in one state (dm_control's, after a
+few random actions, copied into the port's MuJoCo model and put on MJX without stepping MJX) the
+port's observation is dm_control's flattened observation (through ``dm_control_eval``'s order
+where it has one) and its reward is dm_control's. No MJX physics is compiled: the observation and
+reward functions run on data MuJoCo C computed.
+
+``python tests/test_dmc_fidelity.py`` prints the measured table (docs/dmc_fidelity.md): dm_control,
+the Playground port as shipped and as rpo_jax loads it.
+"""
+
+from __future__ import annotations
+
+import functools
+import pathlib
+
+import numpy as np
+import pytest
+import yaml
+
+pytest.importorskip("dm_control")
+
+from rpo_jax import dm_control_eval, envs  # noqa: E402
+from rpo_jax.dm_control_eval import Mapping  # noqa: E402
+
+SUITE = pathlib.Path(__file__).resolve().parents[1] / "configs" / "paper" / "dmc_suite.yaml"
+TASKS: list[str] = yaml.safe_load(SUITE.read_text())["suite"]["envs"]
+
+# Playground task -> dm_control task: dm_control_eval's exact observation mappings, and the rest
+# with the identity order (checked below).
+MAPPINGS: dict[str, Mapping] = {
+    **dm_control_eval.MAPPINGS,
+    "dmc/FingerSpin": Mapping("finger", "spin"),
+    "dmc/FingerTurnEasy": Mapping("finger", "turn_easy"),
+    "dmc/FingerTurnHard": Mapping("finger", "turn_hard"),
+    "dmc/FishSwim": Mapping("fish", "swim"),
+    "dmc/HopperHop": Mapping("hopper", "hop"),
+    "dmc/HopperStand": Mapping("hopper", "stand"),
+    "dmc/HumanoidStand": Mapping("humanoid", "stand"),
+    "dmc/HumanoidWalk": Mapping("humanoid", "walk"),
+    "dmc/HumanoidRun": Mapping("humanoid", "run"),
+    "dmc/ReacherEasy": Mapping("reacher", "easy"),
+    "dmc/ReacherHard": Mapping("reacher", "hard"),
+    "dmc/SwimmerSwimmer6": Mapping("swimmer", "swimmer6"),
+    "dmc/WalkerRun": Mapping("walker", "run"),
+    "dmc/WalkerStand": Mapping("walker", "stand"),
+    "dmc/WalkerWalk": Mapping("walker", "walk"),
+}
+
+# Observation differences of the Playground ports themselves (rpo_jax keeps Playground's observation
+# functions): reported in docs/dmc_fidelity.md, not fixed here.
+OBS_DIFFERS = {
+    # upright first, then joint angles; dm_control: joint_angles, upright (a permutation; no
+    # dm_control_eval mapping yet)
+    "dmc/FishSwim": "the port puts upright before joint_angles",
+    # the port's 'height' is the torso's zz orientation (a copy of its xx, already in orientations);
+    # dm_control's is the torso's height z: the port does not observe height (no mapping can fix it)
+    "dmc/WalkerRun": "the port's height entry is torso zz, not torso z",
+    "dmc/WalkerStand": "the port's height entry is torso zz, not torso z",
+    "dmc/WalkerWalk": "the port's height entry is torso zz, not torso z",
+}
+
+
+def _fresh_dm(env_name: str, seed: int):
+    """dm_control's environment, reset (its task's initialize_episode has edited the model)."""
+    env = dm_control_eval.load(MAPPINGS[env_name], seed)
+    env.reset()
+    return env
+
+
+@functools.cache
+def _dm(env_name: str):
+    return _fresh_dm(env_name, 0)
+
+
+@functools.cache
+def _ours(env_name: str):
+    return envs.make_env(env_name)
+
+
+def _name(enum, value) -> str:
+    return enum(int(value)).name.split("_", 1)[1]
+
+
+def measure(env_name: str, *, as_shipped: bool = False) -> dict[str, dict]:
+    """``{"dm_control": ..., "port": ...}``: each side's stepping, read without stepping either."""
+    import mujoco
+
+    dm = _dm(env_name)
+    dmm = dm.physics.model
+    if as_shipped:
+        from mujoco_playground import registry
+
+        pg = registry.load(env_name.split("/")[1], config_overrides={"impl": "jax"})
+        obs_size, length = int(np.prod(pg.observation_size)), int(pg._config.episode_length)
+    else:
+        env = _ours(env_name)
+        pg, obs_size, length = env.raw_env, env.observation_size, env.episode_length
+    eulerdamp = int(mujoco.mjtDisableBit.mjDSBL_EULERDAMP)
+
+    def side(model, ctrl_dt, substeps, episode_length, observation_size):
+        return {
+            "ctrl_dt": float(ctrl_dt),
+            "sim_dt": float(model.opt.timestep),
+            "substeps": int(substeps),
+            "integrator": _name(mujoco.mjtIntegrator, model.opt.integrator),
+            "eulerdamp": not model.opt.disableflags & eulerdamp,
+            "cone": _name(mujoco.mjtCone, model.opt.cone),
+            "iterations": int(model.opt.iterations),
+            "episode_length": int(episode_length),
+            "observation_size": int(observation_size),
+        }
+
+    dm_obs = sum(int(np.prod(s.shape)) for s in dm.observation_spec().values())
+    return {
+        "dm_control": side(dmm, dm.control_timestep(), dm._n_sub_steps, dm._step_limit, dm_obs),
+        "port": side(pg.mj_model, pg.dt, pg.n_substeps, length, obs_size),
+    }
+
+
+@pytest.mark.parametrize("env_name", TASKS)
+def test_the_port_steps_as_dm_control_does(env_name):
+    import mujoco
+
+    m = measure(env_name)
+    theirs, ours = m["dm_control"], m["port"]
+    for key in ("ctrl_dt", "sim_dt"):
+        assert ours[key] == pytest.approx(theirs[key], rel=1e-9), key
+    for key in ("substeps", "integrator", "eulerdamp", "cone", "episode_length", "observation_size"):
+        assert ours[key] == theirs[key], key
+    # ... and so does the MJX model it steps with (put again after the edits)
+    env, dmm = _ours(env_name), _dm(env_name).physics.model
+    opt = env.raw_env.mjx_model.opt
+    assert float(opt.timestep) == pytest.approx(theirs["sim_dt"], rel=1e-6)
+    assert int(opt.integrator) == int(dmm.opt.integrator) and int(opt.cone) == int(dmm.opt.cone)
+    assert int(opt.disableflags) == int(env.raw_env.mj_model.opt.disableflags)
+    spec = _dm(env_name).action_spec()
+    assert env.action_size == spec.shape[0]
+    np.testing.assert_array_equal(env.action_low, spec.minimum)
+    np.testing.assert_array_equal(env.action_high, spec.maximum)
+    # Mass, inertia and joint damping, by name (dm_control's after its task's initialize_episode).
+    pgm = env.raw_env.mj_model
+    for i in range(dmm.nbody):
+        b = pgm.body(mujoco.mj_id2name(dmm._model, mujoco.mjtObj.mjOBJ_BODY, i)).id
+        np.testing.assert_allclose(pgm.body_mass[b], dmm.body_mass[i], rtol=1e-6, err_msg=f"body {b} mass")
+        np.testing.assert_allclose(pgm.body_inertia[b], dmm.body_inertia[i], rtol=1e-6, err_msg=f"body {b} inertia")
+    for i in range(dmm.nv):
+        j = int(dmm.dof_jntid[i])
+        k = pgm.joint(mujoco.mj_id2name(dmm._model, mujoco.mjtObj.mjOBJ_JOINT, j)).id
+        ours = pgm.dof_damping[pgm.jnt_dofadr[k] + i - dmm.jnt_dofadr[j]]
+        np.testing.assert_allclose(ours, dmm.dof_damping[i], err_msg=f"dof {i} damping")
+
+
+@functools.cache
+def _one_state(env_name: str, seed: int):
+    """dm_control's observation and reward in a state, and the port's in that same state."""
+    import jax
+    import jax.numpy as jnp
+    import mujoco
+    from mujoco import mjx
+
+    dm = _fresh_dm(env_name, seed)
+    rng = np.random.default_rng(seed)
+    spec = dm.action_spec()
+    for _ in range(15):
+        dm.step(rng.uniform(spec.minimum, spec.maximum))
+    physics = dm.physics
+    action = rng.uniform(spec.minimum, spec.maximum)
+    physics.data.ctrl[:] = action
+    physics.forward()
+    theirs = MAPPINGS[env_name].observation(dm.task.get_observation(physics))
+    their_reward = float(dm.task.get_reward(physics))
+
+    pg = _ours(env_name).raw_env
+    model = pg.mj_model
+    data = mujoco.MjData(model)
+    data.qpos[:], data.qvel[:], data.ctrl[:] = physics.data.qpos, physics.data.qvel, action
+    for body in range(model.nbody):  # the port's targets are mocap bodies; dm_control's are geoms or sites
+        if model.body_mocapid[body] >= 0:
+            name = mujoco.mj_id2name(model, mujoco.mjtObj.mjOBJ_BODY, body)
+            is_geom = mujoco.mj_name2id(physics.model._model, mujoco.mjtObj.mjOBJ_GEOM, name) >= 0
+            xpos = physics.named.data.geom_xpos if is_geom else physics.named.data.site_xpos
+            data.mocap_pos[model.body_mocapid[body]] = xpos[name]
+    mujoco.mj_forward(model, data)
+    state = mjx.put_data(model, data, impl="jax")
+    info = {"rng": jax.random.PRNGKey(0), "time_out": jnp.float32(0.0)}
+    ours = np.asarray(pg._get_obs(state, info), np.float32)
+    our_reward = float(pg._get_reward(state, jnp.asarray(action, jnp.float32), info, {}))
+    return theirs, ours, their_reward, our_reward
+
+
+@pytest.mark.parametrize(
+    "env_name",
+    [
+        pytest.param(e, marks=pytest.mark.xfail(strict=True, reason=OBS_DIFFERS[e])) if e in OBS_DIFFERS else e
+        for e in TASKS
+    ],
+)
+def test_the_observation_is_dm_controls_in_one_state(env_name):
+    for seed in (0, 1):
+        theirs, ours, _, _ = _one_state(env_name, seed)
+        assert ours.shape == theirs.shape
+        np.testing.assert_allclose(ours, theirs, atol=1e-5, rtol=1e-5, err_msg=f"{env_name} seed {seed}")
+
+
+@pytest.mark.parametrize("env_name", TASKS)
+def test_the_reward_is_dm_controls_in_one_state(env_name):
+    for seed in (0, 1):
+        _, _, theirs, ours = _one_state(env_name, seed)
+        assert ours == pytest.approx(theirs, abs=1e-5), (env_name, seed)
+
+
+def _cell(theirs, ours) -> str:
+    """One value where both sides agree, else ``**dm_control / port**``."""
+    same = theirs == pytest.approx(ours, rel=1e-9) if isinstance(theirs, float) else theirs == ours
+    text = [f"{v:g}" if isinstance(v, float) else str(v) for v in (theirs, ours)]
+    return text[0] if same else f"**{text[0]} / {text[1]}**"
+
+
+def _table(as_shipped: bool) -> str:
+    cols = ["ctrl_dt", "sim_dt", "substeps", "integrator", "eulerdamp", "cone", "iterations", "episode_length"]
+    cols.append("observation_size")
+    lines = ["| task | " + " | ".join(cols) + " |", "|" + "---|" * (len(cols) + 1)]
+    for env_name in TASKS:
+        m = measure(env_name, as_shipped=as_shipped)
+        cells = [_cell(m["dm_control"][c], m["port"][c]) for c in cols]
+        lines.append(f"| {env_name.split('/')[1]} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print("Playground as shipped (dm_control / port where they differ):\n")
+    print(_table(as_shipped=True))
+    print("\nAs rpo_jax loads it:\n")
+    print(_table(as_shipped=False))
