@@ -81,7 +81,7 @@ def test_the_setup_commands_are_what_ci_runs():
     assert len(setup_lines) == 2, setup_lines
     main_job, tests = setup_lines
     assert tests in ci  # .ci/run runs the README's test command word for word
-    assert tests.endswith("python -m pytest -q")
+    assert tests.endswith("python -m pytest -q -n 2 --dist loadfile")
     assert main_job.split(" && ")[:2] == list(SETUP) and main_job.split(" && ")[2].startswith("pip install")
     assert main_job.endswith("rpo-jax sweep configs/quickstart.yaml --out runs/quickstart")
 
