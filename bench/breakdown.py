@@ -14,7 +14,7 @@ one call of each per round (so background load hits them alike):
 * ``rollout``: ``Trainer.rollout`` alone (policy, env step, normaliser, fresh starts);
 * ``update``: the update phase alone (``update_epochs x num_minibatches`` gradient
   steps, shuffling included) on a real rollout batch;
-* ``raw adapter``: rpo_jax's env step with the start cache (``rpo_jax.starts.step``) and random actions, no policy;
+* ``raw adapter``: rpo_jax's env step with the start cache (``rpo_jax.envs.starts.step``) and random actions, no policy;
 * ``raw library``: the library env under Brax's training wrappers, random actions
   (what Brax PPO steps);
 * ``start refill``: computing one batch of fresh starts (a cache refill) alone;
@@ -37,9 +37,10 @@ import jax
 import jax.numpy as jnp
 
 from bench.common import PROFILES, interleaved, library_batched_env, train_config, utc_stamp, write_json
-from rpo_jax import envs, starts
-from rpo_jax.population import POPULATION_AXIS
-from rpo_jax.train import as_hparams, make_trainer
+from rpo_jax import envs
+from rpo_jax.envs import starts
+from rpo_jax.training.population import POPULATION_AXIS
+from rpo_jax.training.train import as_hparams, make_trainer
 
 
 def _population(adapter, config, members: int, hp, key):

@@ -6,7 +6,7 @@ Usage (from the repository root)::
     python -m bench.checkpoint_cost --config configs/paper/pendulum_v1.yaml --total-timesteps 1e6
 
 Side by side in one process, ``--reps`` rounds each run the same experiment through
-:func:`rpo_jax.durable.run_durable` twice, alternating: with a checkpoint after every chunk
+:func:`rpo_jax.runs.durable.run_durable` twice, alternating: with a checkpoint after every chunk
 (the most a user can ask for) and with checkpoints only at the end, each into a fresh run
 directory. Both write ``metrics.csv`` after every chunk, so the difference is the
 checkpoints alone. Reported: the median seconds per checkpoint (the whole population state
@@ -31,12 +31,12 @@ import time
 import jax
 
 from bench.common import write_json
-from rpo_jax import cache, config_io, durable
+from rpo_jax.runs import cache, config_io, durable
 
 
 @contextlib.contextmanager
 def _timed_saves(record: list[float]):
-    """Times every checkpoint save of :mod:`rpo_jax.durable` into ``record``."""
+    """Times every checkpoint save of :mod:`rpo_jax.runs.durable` into ``record``."""
     save = durable._save
 
     def timed(*args, **kwargs):

@@ -11,7 +11,7 @@ vmapped as ``rpo-jax sweep`` runs it; one iteration = ``--num-steps`` env steps 
 learning has started. Side by side, in interleaved rounds (bench.common.interleaved), medians:
 
 * ``raw env``: ``--num-steps`` steps of the members' envs with random actions, fresh starts
-  as the trainer takes them (rpo_jax.starts) -- the ceiling of any trainer on that env;
+  as the trainer takes them (rpo_jax.envs.starts) -- the ceiling of any trainer on that env;
 * ``ddpg``, ``ddpg-sr-a``, ``ddpg-sr-c``: one whole iteration (rollout, buffer insert, updates),
   ``smoothness_steps`` = ``--pgd-steps`` PGD steps of 0.2 eps per update for the SR variants.
 
@@ -30,10 +30,10 @@ import jax
 import jax.numpy as jnp
 
 from bench.common import REPO_ROOT, interleaved, utc_stamp, write_json
-from rpo_jax import starts
 from rpo_jax.config import TrainConfig
-from rpo_jax.population import POPULATION_AXIS
-from rpo_jax.train import as_hparams, make_trainer, stack_hparams
+from rpo_jax.envs import starts
+from rpo_jax.training.population import POPULATION_AXIS
+from rpo_jax.training.train import as_hparams, make_trainer, stack_hparams
 
 
 def iteration_program(config: TrainConfig, members: int):

@@ -1,7 +1,7 @@
 """How far float32 running statistics drift from gym's float64 ones over a CleanRL-length run.
 
 8M single-sample updates (1 env x 8M steps, a fold per 2048-step rollout) of a 2-d stream
-(N(3, 1) and N(-200, 50^2)); prints the relative error of the std for rpo_jax.normalization and
+(N(3, 1) and N(-200, 50^2)); prints the relative error of the std for rpo_jax.core.normalization and
 for the plain float32 Welford update (Brax's running_statistics) it replaced.
 
     python -m bench.normalizer_drift [--rollouts 3906]
@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 from brax.training.acme import running_statistics
 
-from rpo_jax import normalization
+from rpo_jax.core import normalization
 
 STEPS_PER_ROLLOUT = 2048
 ROLLOUTS = 3906  # 8.0M steps
@@ -50,7 +50,7 @@ def main() -> None:
         running_statistics.init_state(jnp.zeros((2,), jnp.float32)), jnp.asarray(stream)
     )
     print(f"{n:,} updates; std relative error vs float64:")
-    print(f"  rpo_jax.normalization (float32, settled + recent): {ours_std / np.sqrt(var + 1e-8) - 1}")
+    print(f"  rpo_jax.core.normalization (float32, settled + recent): {ours_std / np.sqrt(var + 1e-8) - 1}")
     print(f"  plain float32 Welford (brax running_statistics):   {np.asarray(plain.std) / np.sqrt(var) - 1}")
 
 

@@ -18,7 +18,8 @@ from pathlib import Path
 import jax
 
 from bench.common import REPO_ROOT, utc_stamp, write_json
-from rpo_jax import config_io, population
+from rpo_jax.runs import config_io
+from rpo_jax.training import population
 
 ALPHAS = [0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0]
 

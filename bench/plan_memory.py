@@ -3,7 +3,7 @@
 For each population size, a fresh process compiles the init and chunk programs first (compiling
 uses host memory of its own), then resets the kernel's peak-RSS counter (``/proc/self/clear_refs``),
 creates the population state and runs one chunk; the measured peak is the peak RSS during that
-minus the RSS before it. The prediction is :func:`rpo_jax.plan.make_plan`'s line through the
+minus the RSS before it. The prediction is :func:`rpo_jax.runs.plan.make_plan`'s line through the
 compiled chunk program at two sizes. Reports both and the relative error per size.
 
     python -m bench.plan_memory [--sizes 4,16,48] [--num-envs 64] [--num-steps 1024]
@@ -22,8 +22,9 @@ from bench.common import REPO_ROOT, utc_stamp, write_json
 MEASURE = r"""
 import json, sys
 import jax, numpy as np
-from rpo_jax import config_io, population as pop
-from rpo_jax.train import make_trainer
+from rpo_jax.runs import config_io
+from rpo_jax.training import population as pop
+from rpo_jax.training.train import make_trainer
 cfg = config_io.config_from_dict(json.loads(sys.argv[1]))
 size = int(sys.argv[2])
 trainer = pop.population_trainer(make_trainer(cfg.train), size)
@@ -87,7 +88,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",")]
     os.environ.setdefault("RPO_JAX_CPU_DEVICES", "1")
-    from rpo_jax import config_io, plan
+    from rpo_jax.runs import config_io, plan
 
     config = config_io.config_from_dict(config_dict(args.env, args.num_envs, args.num_steps, max(sizes)))
     made = plan.make_plan(config)

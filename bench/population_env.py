@@ -5,7 +5,7 @@ Both programs step the same E env states with the same (zero) actions for ``--st
 ``lax.scan`` (rpo_jax's adapter, ``Environment.transition``); the population form reshapes them to
 ``[P, E/P]`` and vmaps the scan over P, as ``vmap(trainer.run)`` does. Same work, same numbers;
 only XLA:CPU's code for the doubly batched ops differs. A third program, ``merged``, is
-the population form with ``rpo_jax.batching.merged_over_members``, whose batching rule turns the
+the population form with ``rpo_jax.core.batching.merged_over_members``, whose batching rule turns the
 env step back into one flat call over members x envs under the member vmap -- what rpo_jax's
 rollout does (its results equal the vmapped step up to float rounding; the largest difference
 after 4 steps is printed). Prints the median of ``--reps`` interleaved calls of
@@ -26,7 +26,7 @@ import jax.numpy as jnp
 
 from bench.common import REPO_ROOT, utc_stamp, write_json
 from rpo_jax import envs
-from rpo_jax.batching import merged_over_members
+from rpo_jax.core.batching import merged_over_members
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -34,7 +34,7 @@ import numpy as np
 
 from bench.common import interleaved, write_json
 from rpo_jax.config import TrainConfig
-from rpo_jax.train import as_hparams, make_trainer
+from rpo_jax.training.train import as_hparams, make_trainer
 
 
 def _interleaved_medians(programs: dict, reps: int) -> dict:

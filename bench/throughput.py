@@ -11,13 +11,13 @@ What is measured, on whatever device JAX sees (``jax.default_backend()``):
 1. ``raw env``: the ceiling of any trainer on that env and device. ``jit`` of a
    ``lax.scan`` over ``vmap(env.step)`` with uniform random actions, no learning.
    Two variants: ``adapter`` is rpo_jax's ``Environment.step`` as the trainer steps
-   it (fresh starts from a start cache with ``rpo_jax.starts.step``, as
+   it (fresh starts from a start cache with ``rpo_jax.envs.starts.step``, as
    ``train.reset_pool`` does: every episode its own reset, computed in batches) and
    ``library`` is the library env under Brax's own training wrappers
    (``brax.envs.training.wrap`` / ``mujoco_playground.wrapper.wrap_for_brax_training``,
    which auto-reset to a cached first state); the latter is what Brax PPO steps.
 2. ``rpo_jax``: the full train loop (rollout + GAE + update) of
-   ``rpo_jax.train.make_trainer(config).run`` with PPO (alpha = 0) and RPO
+   ``rpo_jax.training.train.make_trainer(config).run`` with PPO (alpha = 0) and RPO
    (alpha = 0.5). alpha is a traced hyperparameter, so both use ONE compiled
    program and cost the same; they are timed apart anyway.
 
@@ -40,10 +40,10 @@ What is measured, on whatever device JAX sees (``jax.default_backend()``):
    round-robin, one call each per round, so drifting background load on a shared
    machine hits them alike.
 5. ``sharding``: the S-member population program placed exactly as
-   ``rpo_jax.population.run_population`` places it (a 1-D ``Mesh`` over the
+   ``rpo_jax.training.population.run_population`` places it (a 1-D ``Mesh`` over the
    population axis, ``NamedSharding`` in and out) over 1 device vs all devices.
 6. ``quickstart compile``: the compile time of ``configs/quickstart.yaml`` through
-   ``rpo_jax.population.run_population`` (its ``vmap(init)`` and ``vmap(run)``
+   ``rpo_jax.training.population.run_population`` (its ``vmap(init)`` and ``vmap(run)``
    chunk programs), with the persistent compilation cache DISABLED so it is a cold
    compile. Measured as wall time from the call to the first progress report
    minus the run time the report gives; the run is then aborted.

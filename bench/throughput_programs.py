@@ -33,10 +33,10 @@ from bench.common import (
     train_config,
 )
 from rpo_jax import envs as rpo_envs
-from rpo_jax import starts as rpo_starts
 from rpo_jax.config import HParams, SweepConfig, TrainConfig
-from rpo_jax.population import MESH_AXIS, POPULATION_AXIS, build_population, per_device
-from rpo_jax.train import as_hparams, make_trainer
+from rpo_jax.envs import starts as rpo_starts
+from rpo_jax.training.population import MESH_AXIS, POPULATION_AXIS, build_population, per_device
+from rpo_jax.training.train import as_hparams, make_trainer
 
 # --------------------------------------------------------------------------- 1. raw env
 
@@ -62,7 +62,7 @@ def compile_raw(
 def _compile_adapter_rollout(
     adapter: rpo_envs.Environment, steps: int, num_envs: int, log: CompileLog
 ) -> tuple[dict[str, Any], Timed]:
-    """rpo_jax's adapter, auto-resetting to fresh starts from a start cache (rpo_jax.starts.step).
+    """rpo_jax's adapter, auto-resetting to fresh starts from a start cache (rpo_jax.envs.starts.step).
 
     Exactly as the trainer steps its envs (train.reset_pool). The carry accumulates reward
     and episode-end sums so nothing of a step is dead code except what no trainer needs.
@@ -253,8 +253,8 @@ def bench_quickstart_compile(path: Path, log: CompileLog, single_device: bool) -
     """
     import yaml
 
-    from rpo_jax.config_io import config_from_dict
-    from rpo_jax.population import run_population
+    from rpo_jax.runs.config_io import config_from_dict
+    from rpo_jax.training.population import run_population
 
     with open(path, encoding="utf-8") as f:
         experiment = config_from_dict(yaml.safe_load(f))

@@ -1,4 +1,4 @@
-"""Tests for rpo_jax.aggregate: IQM, stratified bootstrap, probability of improvement."""
+"""Tests for rpo_jax.analysis.aggregate: IQM, stratified bootstrap, probability of improvement."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import scipy.stats
 
-from rpo_jax import aggregate as agg
+from rpo_jax.analysis import aggregate as agg
 
 # ----------------------------------------------------------------------------- iqm
 
@@ -151,7 +151,7 @@ def test_normalize_scores_degenerate_range_and_nan():
 
 
 def test_paired_difference_ci_pairs_by_index():
-    from rpo_jax.aggregate import paired_difference_ci
+    from rpo_jax.analysis.aggregate import paired_difference_ci
 
     x = np.array([100.0, 200.0, 300.0, np.nan])
     y = x - np.array([1.0, 2.0, 3.0, 0.0])  # each pair differs by 1-3, the samples by far more

@@ -1,11 +1,11 @@
-"""Each registered attack alone (rpo_jax.attacks), on a member whose policy and critic are linear."""
+"""Each registered attack alone (rpo_jax.core.attacks), on a member whose policy and critic are linear."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rpo_jax import attacks, divergences
+from rpo_jax.core import attacks, divergences
 
 N, D = 16, 3
 W = jnp.asarray([0.5, -2.0, 0.0])  # V(p) = W . p; dimension 2 has no gradient

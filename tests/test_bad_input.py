@@ -12,7 +12,8 @@ import sys
 import pytest
 from test_cli import TINY_YAML  # the tiny config every CLI test starts from
 
-from rpo_jax import cli, population, train
+from rpo_jax import cli
+from rpo_jax.training import population, train
 
 CASES = [
     # (config text, extra CLI args, expected message fragment)

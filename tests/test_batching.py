@@ -1,11 +1,12 @@
-"""A population's env steps merged into one batch (rpo_jax.batching): the same steps, only faster."""
+"""A population's env steps merged into one batch (rpo_jax.core.batching): the same steps, only faster."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rpo_jax import batching, envs
+from rpo_jax import envs
+from rpo_jax.core import batching
 
 
 def _states_and_actions(env, members: int, per_member: int):

@@ -264,7 +264,7 @@ def test_normalizer_drift_runs_and_stays_within_float64_accuracy():
     cmd = [sys.executable, "-m", "bench.normalizer_drift", "--rollouts", "50"]
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-4000:]
-    line = next(x for x in proc.stdout.splitlines() if "rpo_jax.normalization" in x)
+    line = next(x for x in proc.stdout.splitlines() if "rpo_jax.core.normalization" in x)
     errors = [float(v) for v in line.split("[")[1].rstrip("]").split()]
     assert len(errors) == 2 and max(abs(e) for e in errors) < 1e-5, line
 

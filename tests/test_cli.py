@@ -12,8 +12,10 @@ import pandas as pd
 import pytest
 import yaml
 
-from rpo_jax import cli, config_io, population, results, suite, train
+from rpo_jax import cli
 from rpo_jax import config as cfgmod
+from rpo_jax.runs import config_io, results, suite
+from rpo_jax.training import population, train
 
 TINY_YAML = """
 train:

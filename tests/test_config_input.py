@@ -13,8 +13,8 @@ import pytest
 import yaml
 
 from rpo_jax import config as cfgmod
-from rpo_jax import config_io
 from rpo_jax.config import ConfigError
+from rpo_jax.runs import config_io, options
 
 
 def build(tmp_path, text: str = "", overrides=(), grid=()) -> cfgmod.ExperimentConfig:
@@ -402,13 +402,13 @@ def test_the_readme_option_table_is_generated_from_the_field_metadata():
 
     readme = (pathlib.Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
     table = readme.split("<!-- options -->\n")[1].split("\n<!-- end options -->")[0]
-    assert table == config_io.fields_markdown(), "regenerate the README table with: rpo-jax config --markdown"
-    documented = {(r["section"], r["name"]) for r in config_io.describe_fields() if r["doc"]}
+    assert table == options.fields_markdown(), "regenerate the README table with: rpo-jax config --markdown"
+    documented = {(r["section"], r["name"]) for r in options.describe_fields() if r["doc"]}
     expected = {("hparams", n) for n in cfgmod.HPARAM_NAMES}
     for section, cls in (("train", cfgmod.TrainConfig), ("sweep", cfgmod.SweepConfig), ("sweep.pbt", cfgmod.PBTConfig)):
         expected |= {(section, f.name) for f in dataclasses.fields(cls) if (section, f.name) != ("sweep", "pbt")}
     assert documented == expected  # sweep.pbt: one row per field of its own
-    kinds = {r["section"]: r["kind"] for r in config_io.describe_fields()}
+    kinds = {r["section"]: r["kind"] for r in options.describe_fields()}
     assert kinds == {"train": "static", "hparams": "traced", "sweep": "sweep", "sweep.pbt": "sweep"}
 
 
@@ -417,17 +417,17 @@ def test_allowed_values_follow_the_field_type():
     integer field can never read "a string" (train.learning_starts once did)."""
     texts = {"int": "integer", "float": "number", "str": "string", "bool": "true, false", "tuple[int, ...]": "list"}
     for f in dataclasses.fields(cfgmod.TrainConfig):
-        (row,) = [r for r in config_io.describe_fields() if (r["section"], r["name"]) == ("train", f.name)]
+        (row,) = [r for r in options.describe_fields() if (r["section"], r["name"]) == ("train", f.name)]
         base = f.type.removesuffix(" | None")
-        if not config_io.field_choices(f) and not f.metadata["check"]:
+        if not cfgmod.field_choices(f) and f.name not in options.REGISTERED and not f.metadata["check"]:
             assert texts[base] in row["allowed"], (f.name, row["allowed"])
         if base in ("int", "float"):
             assert "string" not in row["allowed"], f.name
         assert row["allowed"].endswith("null") == f.type.endswith("| None"), f.name
-    learning_starts = [r for r in config_io.describe_fields() if r["name"] == "learning_starts"][0]
+    learning_starts = [r for r in options.describe_fields() if r["name"] == "learning_starts"][0]
     assert learning_starts["allowed"] == "a non-negative integer"
     with pytest.raises(KeyError):
-        config_io.allowed_by_type("dict[str, float]")
+        options.allowed_by_type("dict[str, float]")
 
 
 def test_config_subcommand_prints_options_and_resolved_configs(capsys):

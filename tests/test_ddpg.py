@@ -12,10 +12,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from rpo_jax import pgd, replay
 from rpo_jax.algorithms.ddpg import DDPG, Replayed, soft_update
 from rpo_jax.config import ConfigError, TrainConfig
-from rpo_jax.train import as_hparams, make_trainer, stack_hparams
+from rpo_jax.core import pgd, replay
+from rpo_jax.training.train import as_hparams, make_trainer, stack_hparams
 
 TINY = TrainConfig(
     env="gymnax/Pendulum-v1",
@@ -129,7 +129,7 @@ PER_ENV = dataclasses.replace(TINY, normalize_per_env=True)
 def test_per_env_statistics_train_on_the_acting_view(monkeypatch):
     """normalize_per_env with 2 envs: a replayed transition from env e is trained on as env e's
     statistics map it -- the rollout's (acting) view -- not through the statistics merged over envs."""
-    from rpo_jax import normalization
+    from rpo_jax.core import normalization
 
     trainer = make_trainer(PER_ENV)
     hp = as_hparams()
@@ -180,7 +180,7 @@ import chex, jax
 jax.config.update("jax_compilation_cache_dir", os.path.expanduser("~/.cache/rpo_jax_jax_cache"))
 sys.path.insert(0, sys.argv[1])
 from test_ddpg import TINY
-from rpo_jax.train import as_hparams, make_trainer
+from rpo_jax.training.train import as_hparams, make_trainer
 hp = as_hparams(lambda_s=0.0, sr_eps=0.1)
 plain, plain_metrics = jax.jit(make_trainer(TINY).train)(jax.random.PRNGKey(3), hp)
 for target in ("actor", "critic"):
@@ -324,7 +324,8 @@ sweep:
 
 
 def test_a_ddpg_sweep_is_evaluated_attacked_loaded_and_reported(tmp_path, capsys):
-    from rpo_jax import cli, episodes, load_policy
+    from rpo_jax import cli, load_policy
+    from rpo_jax.envs import episodes
 
     (tmp_path / "ddpg.yaml").write_text(DDPG_SWEEP)
     run = tmp_path / "run"

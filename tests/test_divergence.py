@@ -14,9 +14,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rpo_jax import population
 from rpo_jax.config import TrainConfig
-from rpo_jax.train import as_hparams, first_divergence, make_trainer, mask_diverged, stack_hparams
+from rpo_jax.training import population
+from rpo_jax.training.train import as_hparams, first_divergence, make_trainer, mask_diverged, stack_hparams
 
 CONFIG = TrainConfig(
     env="gymnax/Pendulum-v1",
@@ -45,7 +45,7 @@ def populations(trainer):
 
     Run as ``run_population`` runs a population: the exploding members end an episode on every step,
     so their start caches force refills of every member's cache at times a healthy population would
-    not choose (rpo_jax.starts); the healthy members' numbers must not notice.
+    not choose (rpo_jax.envs.starts); the healthy members' numbers must not notice.
     """
 
     def train(keys, hparams):
@@ -154,7 +154,7 @@ def test_a_diverged_member_is_named_and_never_ranked_by_every_command(tmp_path, 
 
     import pandas as pd
 
-    from rpo_jax import cli, report, robustness
+    from rpo_jax import cli
 
     config = tmp_path / "c.yaml"
     config.write_text(
@@ -174,12 +174,12 @@ def test_a_diverged_member_is_named_and_never_ranked_by_every_command(tmp_path, 
     assert rows[1000.0]["n"] == 0 and rows[1000.0]["diverged"] == 2 and rows[1000.0]["mean"] is None
     assert rows[0.0003]["n"] == 2 and rows[0.0003]["diverged"] == 0 and rows[0.0003]["mean"] < 0
 
-    assert report.main([str(out), "--out", str(tmp_path / "report")]) == 0
+    assert cli.main(["report", str(out), "--out", str(tmp_path / "report")]) == 0
     table = (tmp_path / "report" / "final_returns.md").read_text()
     assert "diverged (left out): member 2" in table and "diverged (left out): member 3" in table
     assert "**" not in table.split("learning_rate=1000")[1].split("\n")[0]  # never bolded as best
 
-    assert robustness.main([str(out), "--eps", "0,0.1", "--attacks", "random", "--episodes", "2"]) == 0
+    assert cli.main(["robustness", str(out), "--eps", "0,0.1", "--attacks", "random", "--episodes", "2"]) == 0
     assert "diverged" in capsys.readouterr().out
     csv = pd.read_csv(out / "robustness" / "robustness.csv")
     assert set(csv.loc[csv["diverged"], "member"]) == {2, 3}

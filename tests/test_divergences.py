@@ -7,8 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rpo_jax import divergences
-from rpo_jax.networks import Actor, Critic
+from rpo_jax.core import divergences
+from rpo_jax.core.networks import Actor, Critic
 
 B, A, OBS_SIZE = 16, 3, 5
 

@@ -11,7 +11,8 @@ import pytest
 
 pytest.importorskip("dm_control")
 
-from rpo_jax import cli, dm_control_eval  # noqa: E402
+from rpo_jax import cli  # noqa: E402
+from rpo_jax.envs import dm_control_eval
 from rpo_jax.errors import InputError  # noqa: E402
 
 DEFAULT = ["dmc/PendulumSwingup", "dmc/CartpoleBalance", "dmc/PointMass"]

@@ -23,8 +23,9 @@ import yaml
 
 pytest.importorskip("dm_control")
 
-from rpo_jax import dm_control_eval, envs  # noqa: E402
-from rpo_jax.dm_control_eval import Mapping  # noqa: E402
+from rpo_jax import envs
+from rpo_jax.envs import dm_control_eval  # noqa: E402
+from rpo_jax.envs.dm_control_eval import Mapping  # noqa: E402
 
 SUITE = pathlib.Path(__file__).resolve().parents[1] / "configs" / "paper" / "dmc_suite.yaml"
 TASKS: list[str] = yaml.safe_load(SUITE.read_text())["suite"]["envs"]

@@ -20,7 +20,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from rpo_jax import cli, config_io, durable, results, rundir
+from rpo_jax import cli
+from rpo_jax.runs import config_io, durable, results, rundir
 
 PENDULUM = """
 train:
@@ -287,7 +288,7 @@ class _StopAt:
 
 @pytest.mark.parametrize("point", [0, 1])
 def test_a_static_sweep_stopped_in_either_point_resumes_exactly(tmp_path, point):
-    from rpo_jax import durable
+    from rpo_jax.runs import durable
 
     path = tmp_path / "c.yaml"
     path.write_text(PENDULUM.format(total=2048, chunk=4) + "  static:\n    action_dist: [gaussian, laplace]\n")

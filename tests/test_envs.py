@@ -228,7 +228,7 @@ def test_nonfinite_flags_exactly_the_blown_up_steps(nan_reward):
 def test_trainer_counts_nonfinite_env_steps():
     """train.py's metric ``nonfinite_env_steps``: every 5th step of 20 per env blows up -> 4 x 2 envs."""
     from rpo_jax.config import TrainConfig
-    from rpo_jax.train import as_hparams, make_trainer
+    from rpo_jax.training.train import as_hparams, make_trainer
 
     config = TrainConfig(
         env="gymnax/Pendulum-v1",

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rpo_jax.gae import gae
+from rpo_jax.core.gae import gae
 
 
 def numpy_gae(rewards, values, next_values, terminations, dones, gamma, lam):

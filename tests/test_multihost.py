@@ -20,7 +20,7 @@ import time
 import numpy as np
 import pytest
 
-from rpo_jax import results
+from rpo_jax.runs import results
 
 CONFIG = """
 train:
@@ -279,7 +279,7 @@ def test_pbt_over_two_processes_equals_one_process_on_two_devices(tmp_path):
 SHARE_SCRIPT = """
 import sys
 import numpy as np
-from rpo_jax import multihost
+from rpo_jax.training import multihost
 multihost.initialize(60)
 leader = multihost.is_leader()
 nan = np.frombuffer(np.uint32(0x7FC00123).tobytes(), np.float32)[0]  # a NaN with a payload
@@ -335,7 +335,7 @@ def test_an_mjx_population_runs_as_two_processes(tmp_path, config, extra, env):
     import pandas as pd
     from test_shipped_configs import ITERATIONS, tiny_overrides
 
-    from rpo_jax import config_io
+    from rpo_jax.runs import config_io
 
     path = REPO / "configs" / config
     out = tmp_path / "two"

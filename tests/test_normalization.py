@@ -1,11 +1,11 @@
-"""gym-exact running statistics in float32 (rpo_jax.normalization)."""
+"""gym-exact running statistics in float32 (rpo_jax.core.normalization)."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from brax.training.acme import running_statistics
 
-from rpo_jax import normalization
+from rpo_jax.core import normalization
 
 
 def _gym_moments(chunks):

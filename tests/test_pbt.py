@@ -1,4 +1,4 @@
-"""Population-based training inside the compiled program (rpo_jax.pbt)."""
+"""Population-based training inside the compiled program (rpo_jax.training.pbt)."""
 
 from __future__ import annotations
 
@@ -14,8 +14,10 @@ import numpy as np
 import pytest
 from test_pinned import l2_norm
 
-from rpo_jax import cli, config_io, pbt, population, train
+from rpo_jax import cli
 from rpo_jax.config import ConfigError, PBTConfig
+from rpo_jax.runs import config_io
+from rpo_jax.training import pbt, population, train
 
 TRAIN = {
     "env": "gymnax/Pendulum-v1",
@@ -257,7 +259,7 @@ def test_pbt_populations_are_per_static_point_and_seed(monkeypatch):
 
 
 def test_pbt_off_reproduces_the_code_before_pbt():
-    """A 4-member sweep without PBT reproduces the code before rpo_jax.pbt existed (commit dbcdaa0):
+    """A 4-member sweep without PBT reproduces the code before rpo_jax.training.pbt existed (commit dbcdaa0):
     once pinned as a hash of every metric and state leaf, equal at dbcdaa0 and at 95020d0; now its
     returns and value losses per member and iteration and its members' parameter norms, within the
     tolerance of tests/test_pinned.py (bit hashes differ between x86-64 CPUs; see there)."""
@@ -310,7 +312,7 @@ def test_a_pbt_run_is_deterministic_explores_in_bounds_and_compiles_once(monkeyp
 
 
 def test_pbt_resume_equals_uninterrupted(tmp_path):
-    from rpo_jax import durable
+    from rpo_jax.runs import durable
 
     config = _config(iterations=12, seeds=1, grid=(0.1, 0.5, 1.0), chunk_iterations=2)
     reference = durable.run_durable(config, tmp_path / "reference")
@@ -339,7 +341,8 @@ def test_pbt_sharded_over_two_devices_equals_one_device():
     script = textwrap.dedent(
         f"""
         import json, jax, numpy as np
-        from rpo_jax import config_io, population
+        from rpo_jax.runs import config_io
+        from rpo_jax.training import population
         config = config_io.config_from_dict({{"train": {{**{TRAIN!r}, "total_timesteps": 1536}},
             "sweep": {{"seeds": 1, "grid": {{"alpha": [0.1, 0.5, 1.0]}}, "pbt": {PBT!r}}}}})
         two = population.run_experiment(config, devices=jax.devices())
@@ -434,7 +437,7 @@ def _run_data(tmp_path, name, returns, pbt_section=None, parents=None, alphas=No
     """A RunData of 2 seeds x 2 members over 4 iterations; ``returns[member]`` is its return per iteration."""
     import pandas as pd
 
-    from rpo_jax.report_data import RunData
+    from rpo_jax.analysis.report_data import RunData
 
     rows = []
     for member in range(4):
@@ -453,7 +456,7 @@ def _run_data(tmp_path, name, returns, pbt_section=None, parents=None, alphas=No
 
 
 def test_the_report_compares_pbts_best_member_with_the_grid(tmp_path):
-    from rpo_jax import pbt_report
+    from rpo_jax.analysis import pbt_report
 
     section = {"interval": 2, "explore": {"alpha": [0.01, 3.0]}}
     # seed 0: members 0, 2; seed 1: members 1, 3. After iteration 1, member 2 copies member 0.
@@ -493,8 +496,8 @@ def test_the_report_compares_pbts_best_member_with_the_grid(tmp_path):
 def test_the_report_refuses_a_pbt_run_with_a_static_sweep(tmp_path):
     """PBT populations are per static point x seed; the PBT report groups by seed, so it refuses to
     pool a static sweep's points (one line, before it writes anything)."""
-    from rpo_jax import pbt_report
-    from rpo_jax.report_data import ReportError
+    from rpo_jax.analysis import pbt_report
+    from rpo_jax.analysis.report_data import ReportError
 
     section = {"interval": 2, "explore": {"alpha": [0.01, 3.0]}}
     run = _run_data(tmp_path, "pbt", returns=[[0.0] * 4] * 4, pbt_section=section, parents={}, alphas=[[0.1] * 4] * 4)

@@ -6,8 +6,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rpo_jax import divergences, pgd
-from rpo_jax.networks import Actor
+from rpo_jax.core import divergences, pgd
+from rpo_jax.core.networks import Actor
 
 EPSILONS = (0.0, 1e-3, 0.05, 0.3, 2.0)
 OBS_SIZE = 6

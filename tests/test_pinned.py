@@ -36,7 +36,7 @@ import numpy as np
 import pytest
 
 from rpo_jax.config import TrainConfig
-from rpo_jax.train import as_hparams, make_trainer
+from rpo_jax.training.train import as_hparams, make_trainer
 
 BASE = TrainConfig(
     env="gymnax/Pendulum-v1",

@@ -2,8 +2,9 @@
 
 import pytest
 
-from rpo_jax import cli, config_io, plan
+from rpo_jax import cli
 from rpo_jax.config import ConfigError
+from rpo_jax.runs import config_io, plan
 
 TINY = {
     "train": {"env": "gymnax/Pendulum-v1", "num_envs": 4, "num_steps": 64, "num_minibatches": 2, "update_epochs": 1},

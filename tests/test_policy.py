@@ -13,8 +13,12 @@ import pandas as pd
 import pytest
 
 import rpo_jax
-from rpo_jax import cli, episodes, evaluate, policy, runs, train
+from rpo_jax import cli
+from rpo_jax.analysis import evaluate
 from rpo_jax.config import TrainConfig
+from rpo_jax.envs import episodes
+from rpo_jax.runs import finished, policy
+from rpo_jax.training import train
 
 TINY_YAML = """
 train:
@@ -104,10 +108,10 @@ def test_policy_is_pure_and_deterministic_unless_asked(run_dir):
 
 def test_load_policy_rejects_a_bad_member_in_one_line(run_dir, tmp_path):
     for member in (2, -1, "0"):
-        with pytest.raises(runs.RunError, match="member must be an integer in 0..1") as info:
+        with pytest.raises(finished.RunError, match="member must be an integer in 0..1") as info:
             rpo_jax.load_policy(run_dir, member=member)
         assert "\n" not in str(info.value)
-    with pytest.raises(runs.RunError, match="does not exist"):
+    with pytest.raises(finished.RunError, match="does not exist"):
         rpo_jax.load_policy(tmp_path / "nowhere")
 
 

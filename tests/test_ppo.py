@@ -1,4 +1,4 @@
-"""rpo_jax.ppo.shuffled_minibatches: every sample once per epoch, in a key-dependent order."""
+"""rpo_jax.core.ppo.shuffled_minibatches: every sample once per epoch, in a key-dependent order."""
 
 import chex
 import jax
@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rpo_jax.ppo import Batch, shuffled_minibatches
+from rpo_jax.core.ppo import Batch, shuffled_minibatches
 
 
 def _batch(size):

@@ -183,7 +183,7 @@ def test_synopses_are_not_taken_for_examples(span):
 def test_the_compile_cache_paths_in_the_readme_are_the_codes():
     import os
 
-    from rpo_jax import cache
+    from rpo_jax.runs import cache
 
     conftest = (REPO / "tests" / "conftest.py").read_text()
     assert cache.DEFAULT_DIR == os.path.expanduser("~/.cache/rpo_jax/xla") and "`~/.cache/rpo_jax/xla`" in README

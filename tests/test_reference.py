@@ -1,9 +1,9 @@
-"""rpo_jax.reference: effects beside a published table, directions by Welch's t."""
+"""rpo_jax.analysis.reference: effects beside a published table, directions by Welch's t."""
 
 import pandas as pd
 import pytest
 
-from rpo_jax import reference
+from rpo_jax.analysis import reference
 
 OURS = pd.DataFrame(
     {

@@ -23,8 +23,11 @@ import pytest
 import yaml
 from PIL import Image, ImageSequence
 
-from rpo_jax import cli, envs, episodes, policy, render
+from rpo_jax import cli, envs
+from rpo_jax.analysis import render
+from rpo_jax.envs import episodes
 from rpo_jax.errors import InputError
+from rpo_jax.runs import policy
 
 TINY_YAML = """
 train:
@@ -109,7 +112,7 @@ def test_html_is_the_brax_viewer_with_every_state(run_dir, tmp_path, capsys):
 
 
 class RandomPolicy:
-    """Uniform actions in [-1, 1], with the ``env`` attribute of a :class:`rpo_jax.policy.Policy`."""
+    """Uniform actions in [-1, 1], with the ``env`` attribute of a :class:`rpo_jax.runs.policy.Policy`."""
 
     def __init__(self, env):
         self.env = env

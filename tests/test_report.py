@@ -1,4 +1,4 @@
-"""Tests for rpo_jax.report on synthetic sweep directories with known final returns."""
+"""Tests for rpo_jax.analysis.report on synthetic sweep directories with known final returns."""
 
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from rpo_jax import report, rundir
+from rpo_jax import cli
+from rpo_jax.analysis import report
+from rpo_jax.runs import rundir
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 N_ITER = 40  # final window = round(40 * 0.05) = 2 iterations (38, 39)
@@ -251,42 +253,49 @@ def _one_error_line(capsys):
 
 
 def test_main_missing_dir(tmp_path, capsys):
-    assert report.main([str(tmp_path / "nope")]) == 2
+    assert cli.main(["report", str(tmp_path / "nope")]) == 2
     assert "does not exist" in _one_error_line(capsys)
 
 
 def test_main_bad_inputs(tmp_path, capsys):
     empty = tmp_path / "empty"
     empty.mkdir()
-    assert report.main([str(empty)]) == 2
+    assert cli.main(["report", str(empty)]) == 2
     assert "no metrics.csv" in _one_error_line(capsys)
 
     garbage = tmp_path / "garbage"
     garbage.mkdir()
     (garbage / "metrics.csv").write_bytes(b"\xff\xfe\x00garbage\x00\n\x01")
     rundir.write_status(garbage, "complete", iteration=1, num_iterations=1)
-    assert report.main([str(garbage)]) == 2
+    assert cli.main(["report", str(garbage)]) == 2
     _one_error_line(capsys)
 
     nocols = tmp_path / "nocols"
     nocols.mkdir()
     (nocols / "metrics.csv").write_text("a,b\n1,2\n")
     rundir.write_status(nocols, "complete", iteration=1, num_iterations=1)
-    assert report.main([str(nocols)]) == 2
+    assert cli.main(["report", str(nocols)]) == 2
     assert "lacks column" in _one_error_line(capsys)
 
-    assert report.main([]) == 2  # argparse error, one line too
+    assert (
+        cli.main(
+            [
+                "report",
+            ]
+        )
+        == 2
+    )  # argparse error, one line too
     _one_error_line(capsys)
 
 
 def test_main_success_and_baseline_flag(two_env_runs, tmp_path, capsys):
     out = tmp_path / "cli"
-    assert report.main([*two_env_runs, "--out", str(out), "--baseline", "alpha=0,ent_coef=0.01"]) == 0
+    assert cli.main(["report", *two_env_runs, "--out", str(out), "--baseline", "alpha=0,ent_coef=0.01"]) == 0
     assert "Baseline: `alpha=0, ent_coef=0.01`" in (out / "aggregate.md").read_text()
     assert "wrote" in capsys.readouterr().out
-    assert report.main([*two_env_runs, "--out", str(out), "--baseline", "bogus=1"]) == 2
+    assert cli.main(["report", *two_env_runs, "--out", str(out), "--baseline", "bogus=1"]) == 2
     _one_error_line(capsys)
-    assert report.main(two_env_runs) == 2  # several runs need --out
+    assert cli.main(["report", *two_env_runs]) == 2  # several runs need --out
     assert "--out" in _one_error_line(capsys)
 
 
@@ -313,7 +322,7 @@ def test_report_of_a_real_sweep_agrees_with_its_summary(tmp_path):
     for row in summary["final_return"]:
         got = f.loc[f["alpha"] == row["alpha"], "final_return"].to_numpy()
         np.testing.assert_allclose(got, row["per_seed"], atol=0.006)  # summary rounds to 0.01
-    assert report.main([str(run), "--out", str(tmp_path / "qs")]) == 0
+    assert cli.main(["report", str(run), "--out", str(tmp_path / "qs")]) == 0
     assert {p.name for p in (tmp_path / "qs").iterdir()} >= {
         "learning_curves_gymnax_Pendulum-v1.png",
         "final_returns.md",
@@ -349,7 +358,7 @@ def test_default_baseline_prefers_default_knobs_or_reports_ambiguity(tmp_path):
 
 def test_the_same_member_in_two_runs_is_counted_once(tmp_path):
     """Two sweeps that both contain (env, variant, seed) pool it once, not twice."""
-    from rpo_jax import report as rep
+    from rpo_jax.analysis import report as rep
 
     rng = np.random.default_rng(0)
     dirs = []
@@ -450,11 +459,11 @@ def test_main_refuses_an_incomplete_run_unless_allowed(tmp_path, capsys, status)
     done = write_run(tmp_path / "done", ENV_A, members_for([(BASE, 1.0)]))
     partial = write_run(tmp_path / "partial", ENV_B, members_for([(BASE, 2.0)]), status=status)
     out = tmp_path / "out"
-    assert report.main([str(done), str(partial), "--out", str(out)]) == 2
+    assert cli.main(["report", str(done), str(partial), "--out", str(out)]) == 2
     err = _one_error_line(capsys)
     assert str(partial) in err and "--allow-incomplete" in err
     assert not out.exists()  # refused before any work
-    assert report.main([str(done), str(partial), "--out", str(out), "--allow-incomplete"]) == 0
+    assert cli.main(["report", str(done), str(partial), "--out", str(out), "--allow-incomplete"]) == 0
     printed = capsys.readouterr().out
     assert f"note: {partial}" in printed and "wrote" in printed
     table = (out / "final_returns.md").read_text()
@@ -471,11 +480,11 @@ def test_reference_flag_writes_the_comparison_and_a_bad_file_is_one_line(two_env
         f'{ENV_B},"alpha=0.5, ent_coef=0",-90,1,10,-50,1,paper B\n'
     )
     out = tmp_path / "cli"
-    assert report.main([*two_env_runs, "--out", str(out), "--reference", str(ref)]) == 0
+    assert cli.main(["report", *two_env_runs, "--out", str(out), "--reference", str(ref)]) == 0
     text = (out / "reference.md").read_text()
     assert "| paper A |" in text and "Directions agree on 1 of 2 matched rows." in text
     bad = tmp_path / "bad.csv"
     bad.write_text("env\nx\n")
-    assert report.main([*two_env_runs, "--out", str(tmp_path / "x"), "--reference", str(bad)]) == 2
+    assert cli.main(["report", *two_env_runs, "--out", str(tmp_path / "x"), "--reference", str(bad)]) == 2
     assert "lacks column(s)" in _one_error_line(capsys)
     assert not (tmp_path / "x").exists()  # rejected before anything was written

@@ -1,4 +1,4 @@
-"""Tests for rpo_jax.results: output dir, atomic writes, tables, plots, checkpoints."""
+"""Tests for rpo_jax.runs.results: output dir, atomic writes, tables, plots, checkpoints."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from rpo_jax import plots, results
+from rpo_jax.runs import plots, results
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

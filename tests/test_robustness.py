@@ -18,8 +18,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from rpo_jax import cli, normalization, robustness, rundir, train
-from rpo_jax import evaluation as evaluation_module
+from rpo_jax import cli
+from rpo_jax.analysis import evaluation as evaluation_module
+from rpo_jax.analysis import robustness
+from rpo_jax.core import normalization
+from rpo_jax.runs import rundir
+from rpo_jax.training import train
 
 TINY_YAML = """
 train:
@@ -169,7 +173,7 @@ def test_cli_writes_every_output(run_dir, evaluation, tmp_path, capsys):
         "--out",
         str(out),
     ]
-    assert robustness.main(argv) == 0
+    assert cli.main(["robustness", *argv]) == 0
     for name in ("robustness.csv", "robustness_curves.png", "percentiles.png", "smoothness.md", "robustness.json"):
         assert (out / name).is_file() and (out / name).stat().st_size > 0, name
     for name in ("robustness_curves.png", "percentiles.png"):
@@ -199,7 +203,7 @@ def test_cli_writes_every_output(run_dir, evaluation, tmp_path, capsys):
     assert "| alpha=0 | mad |" in md and "| alpha=0.5 | critic |" in md
     capsys.readouterr()
     # The directory is now non-empty: refused without --overwrite, before any work.
-    assert robustness.main(argv) == 2
+    assert cli.main(["robustness", *argv]) == 2
     err = capsys.readouterr().err
     assert err.startswith("rpo-jax: error: output directory") and err.count("\n") == 1
 
@@ -233,12 +237,12 @@ def test_bad_arguments_exit_2_with_one_line(run_dir, tmp_path, capsys, no_compil
 
 def test_bad_run_dirs_exit_2_with_one_line(run_dir, tmp_path, capsys, no_compile):
     missing = tmp_path / "nope"
-    assert robustness.main([str(missing)]) == 2
+    assert cli.main(["robustness", str(missing)]) == 2
     assert "does not exist" in capsys.readouterr().err
     no_ckpt = tmp_path / "no_ckpt"
     no_ckpt.mkdir()
     (no_ckpt / "config.yaml").write_text((run_dir / "config.yaml").read_text())
-    assert robustness.main([str(no_ckpt)]) == 2
+    assert cli.main(["robustness", str(no_ckpt)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("rpo-jax: error: no checkpoint/") and err.count("\n") == 1
     assert not os.path.exists(no_ckpt / "robustness")
@@ -248,7 +252,7 @@ def test_a_checkpoint_without_its_data_folder_is_one_line(run_dir, tmp_path, cap
     damaged = tmp_path / "damaged"  # a checkpoint without its data folder: one line, no asyncio tracebacks
     shutil.copytree(run_dir, damaged, ignore=shutil.ignore_patterns("robustness"))
     shutil.rmtree(damaged / "checkpoint" / "d")
-    assert robustness.main([str(damaged)]) == 2
+    assert cli.main(["robustness", str(damaged)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "data folder d/ is missing" in err and "Traceback" not in err, err
     assert not os.path.exists(damaged / "robustness")
@@ -264,7 +268,7 @@ def test_diverged_at_comes_from_the_checkpoint_when_present():
 
 def test_load_run_reads_diverged_at_and_tolerates_checkpoints_without_it(run_dir, run, tmp_path):
     """population.checkpoint_tree saves ``diverged_at``; a checkpoint written before it did still loads."""
-    from rpo_jax import results
+    from rpo_jax.runs import results
 
     assert "diverged_at" in run.checkpoint
     for name, diverged in (("new", np.array([-1, 7, -1, -1], np.int32)), ("old", None)):
@@ -328,11 +332,11 @@ def test_an_incomplete_run_is_refused_unless_allowed(run_dir, tmp_path, capsys, 
     shutil.copytree(run_dir, partial, ignore=shutil.ignore_patterns("robustness", rundir.STATUS_FILE))
     if status is not None:
         rundir.write_status(partial, status, iteration=20, num_iterations=60)
-    assert robustness.main([str(partial), "--episodes", "2"]) == 2
+    assert cli.main(["robustness", str(partial), "--episodes", "2"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("rpo-jax: error: ") and err.count("\n") == 1
     assert str(partial) in err and "--allow-incomplete" in err
     assert not (partial / "robustness").exists()
     # With the flag it goes on to the work (here: the trainer construction that no_compile forbids).
     with pytest.raises(AssertionError, match="bad input reached trainer construction"):
-        robustness.main([str(partial), "--episodes", "2", "--allow-incomplete"])
+        cli.main(["robustness", str(partial), "--episodes", "2", "--allow-incomplete"])

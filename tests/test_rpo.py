@@ -5,8 +5,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rpo_jax import rpo
-from rpo_jax.networks import Actor
+from rpo_jax.core import rpo
+from rpo_jax.core.networks import Actor
 
 ALPHA = 0.5
 NUM_Z = 20_000

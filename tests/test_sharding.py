@@ -18,7 +18,8 @@ SCRIPT = textwrap.dedent(
     """
     import json, sys
     import jax, numpy as np
-    from rpo_jax import config_io, population
+    from rpo_jax.runs import config_io
+    from rpo_jax.training import population
 
     config = config_io.config_from_dict({
         "train": {"env": "gymnax/Pendulum-v1", "num_envs": 4, "num_steps": 128, "num_minibatches": 2,
@@ -68,7 +69,8 @@ def test_the_per_device_program_has_no_collectives():
         """
         import jax, numpy as np
         from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
-        from rpo_jax import config_io, population, train
+        from rpo_jax.runs import config_io
+        from rpo_jax.training import population, train
 
         cfg = config_io.config_from_dict({"train": {"env": "gymnax/Pendulum-v1", "num_envs": 2, "num_steps": 8,
             "num_minibatches": 2, "update_epochs": 1, "total_timesteps": 16}, "sweep": {"seeds": 4}})

@@ -21,7 +21,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from rpo_jax import cli, config_io
+from rpo_jax import cli
+from rpo_jax.runs import config_io
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 CONFIGS = sorted(str(p.relative_to(REPO)) for p in (REPO / "configs").rglob("*.yaml"))
@@ -154,7 +155,7 @@ def test_config_trains_as_a_tiny_population(path, runs):
 )
 def test_an_mjx_population_of_two_trains(env, backend, tmp_path, capsys):
     """MJX states carry zero-size leaves ([n, 0]); a population of two once crashed on them at trace
-    (rpo_jax.batching). Two seeds of the quickstart on DM Control and on Brax's MJX backend."""
+    (rpo_jax.core.batching). Two seeds of the quickstart on DM Control and on Brax's MJX backend."""
     overrides = tiny_overrides({"train": {}}) + ["--env", env, "--grid", "alpha=0.5", "--seeds", "2"]
     if backend:
         overrides += ["--set", f"train.backend={backend}"]

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from rpo_jax.config import TrainConfig
-from rpo_jax.train import as_hparams, make_trainer, stack_hparams
+from rpo_jax.training.train import as_hparams, make_trainer, stack_hparams
 
 TINY = TrainConfig(
     env="gymnax/Pendulum-v1",

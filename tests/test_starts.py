@@ -11,10 +11,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rpo_jax import population, starts
 from rpo_jax.config import HParams, SweepConfig, TrainConfig
-from rpo_jax.envs import Environment
-from rpo_jax.train import as_hparams, make_trainer
+from rpo_jax.envs import Environment, starts
+from rpo_jax.training import population
+from rpo_jax.training.train import as_hparams, make_trainer
 
 
 def _start_env(every: int | None, episode_length: int = 5) -> Environment:

@@ -6,8 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from rpo_jax import aggregate, cli, rundir, suite
+from rpo_jax import cli
+from rpo_jax.analysis import aggregate
 from rpo_jax.config import ConfigError
+from rpo_jax.runs import config_io, rundir, suite
 
 SUITE = """
 train:
@@ -92,19 +94,19 @@ def test_bad_suite_input_is_one_line_before_any_compile(tmp_path, capsys, argv, 
 
 def test_suite_section_is_checked():
     with pytest.raises(ConfigError, match="suite.envs lists an env twice"):
-        suite.tasks({"suite": {"envs": ["a/b", "a/b"]}}, None)
+        config_io.suite_tasks({"suite": {"envs": ["a/b", "a/b"]}}, None)
     with pytest.raises(ConfigError, match="must be a mapping with one key, envs"):
-        suite.tasks({"suite": {"envs": ["a/b"], "more": 1}}, None)
+        config_io.suite_tasks({"suite": {"envs": ["a/b"], "more": 1}}, None)
     with pytest.raises(ConfigError, match="sets suite.envs but the config has no 'suite' section"):
-        suite.tasks({}, {"suite.envs": ["a/b"]})
-    assert suite.tasks({"suite": {"envs": ["a/b"]}}, {"suite.envs": ["c/d"], "train.x": 1}) == ["c/d"]
+        config_io.suite_tasks({}, {"suite.envs": ["a/b"]})
+    assert config_io.suite_tasks({"suite": {"envs": ["a/b"]}}, {"suite.envs": ["c/d"], "train.x": 1}) == ["c/d"]
 
 
 def test_an_interrupted_task_is_resumed(finished, tmp_path):
     _, out, _ = finished
     status = rundir.read_status(out / "Pendulum-v1")
     assert status["state"] == "complete"
-    from rpo_jax import config_io
+    from rpo_jax.runs import config_io
 
     config = config_io.config_from_dict(config_io.load_yaml(str(out / "Pendulum-v1" / "config.yaml")))
     assert suite._action(out / "Pendulum-v1", config) == "skip"

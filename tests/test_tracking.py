@@ -12,7 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from rpo_jax import cli, tracking
+from rpo_jax import cli
+from rpo_jax.runs import tracking
 
 TINY_YAML = """
 train:

@@ -13,9 +13,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rpo_jax import population
 from rpo_jax.config import HPARAM_NAMES, ConfigError, HParams, SweepConfig, TrainConfig
-from rpo_jax.train import METRIC_NAMES, as_hparams, make_trainer, stack_hparams
+from rpo_jax.training import population
+from rpo_jax.training.train import METRIC_NAMES, as_hparams, make_trainer, stack_hparams
 
 TINY = TrainConfig(
     env="gymnax/Pendulum-v1",
@@ -198,9 +198,9 @@ SHARDED_SCRIPT = textwrap.dedent(
     """
     import json, sys
     import jax, numpy as np
-    from rpo_jax import population
+    from rpo_jax.training import population
     from rpo_jax.config import HPARAM_NAMES, ConfigError, HParams, SweepConfig, TrainConfig
-    from rpo_jax.train import make_trainer
+    from rpo_jax.training.train import make_trainer
     assert len(jax.devices()) == 8, jax.devices()
     cfg = TrainConfig(env="gymnax/Pendulum-v1", num_envs=4, num_steps=64, num_minibatches=4,
                       update_epochs=2, total_timesteps=4 * 64 * 4)

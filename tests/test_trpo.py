@@ -7,8 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-from rpo_jax import divergences, trpo
-from rpo_jax.networks import Actor
+from rpo_jax.core import divergences, trpo
+from rpo_jax.core.networks import Actor
 
 OBS_SIZE, A, B = 4, 2, 64
 
@@ -150,9 +150,9 @@ def test_trpo_critic_fits_a_large_scale_target_unless_clipped():
     """
     import dataclasses
 
-    from rpo_jax import ppo
     from rpo_jax.config import TrainConfig
-    from rpo_jax.train import as_hparams, make_trainer
+    from rpo_jax.core import ppo
+    from rpo_jax.training.train import as_hparams, make_trainer
 
     config = TrainConfig(
         env="gymnax/Pendulum-v1",

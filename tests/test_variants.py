@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import scipy.stats
 
-from rpo_jax import augmentation, ppo, rpo
 from rpo_jax.config import TrainConfig
-from rpo_jax.distributions import action_distribution
-from rpo_jax.networks import Actor, Critic
-from rpo_jax.train import as_hparams, make_trainer, stack_hparams
+from rpo_jax.core import augmentation, ppo, rpo
+from rpo_jax.core.distributions import action_distribution
+from rpo_jax.core.networks import Actor, Critic
+from rpo_jax.training.train import as_hparams, make_trainer, stack_hparams
 
 TINY = TrainConfig(
     env="gymnax/Pendulum-v1",

@@ -12,29 +12,27 @@ One gradient step on a minibatch ``B`` of replayed transitions ``(s, a, r, s', t
 
 Observations are normalised by the member's running statistics (``train.normalize_observations``) at
 the time of the update -- with ``train.normalize_per_env``, each transition by the statistics of the
-env it came from, the view the actor acts on (:mod:`rpo_jax.off_policy`) -- so the SR^2L eps-ball is
+env it came from, the view the actor acts on (:mod:`rpo_jax.training.off_policy`) -- so the SR^2L eps-ball is
 in normalised units as for PPO-SR; actions enter the critic in the actor's ``[-1, 1]`` units.
 Exploration (``act(..., deterministic=False)`` and the rollout): Gaussian noise
 ``N(0, exploration_noise^2)`` in those units, clipped to the bounds -- not garage's Ornstein-Uhlenbeck
 process: TD3 (Fujimoto et al. 2018) found uncorrelated Gaussian noise as good, and it needs no state
 carried across steps and resets. The loop around it (rollout, replay buffer, targets'
-initialisation) is :mod:`rpo_jax.off_policy`.
+initialisation) is :mod:`rpo_jax.training.off_policy`.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import flax
 import jax
 import jax.numpy as jnp
 import optax
 
-from rpo_jax import smoothness
+from rpo_jax.algorithms import Trainer
 from rpo_jax.config import ConfigError, HParams, TrainConfig
-
-if TYPE_CHECKING:
-    from rpo_jax.off_policy import OffPolicyTrainer
+from rpo_jax.core import smoothness
 
 
 @flax.struct.dataclass
@@ -49,9 +47,9 @@ class Replayed:
 
 
 class DDPG:
-    trainer_class = "rpo_jax.off_policy:OffPolicyTrainer"
+    trainer_class = "rpo_jax.training.off_policy:OffPolicyTrainer"
 
-    def __init__(self, trainer: OffPolicyTrainer) -> None:
+    def __init__(self, trainer: Trainer) -> None:  # rpo_jax.training.off_policy.OffPolicyTrainer
         self.trainer = trainer
         self.config = trainer.config
 
@@ -73,8 +71,8 @@ class DDPG:
         return self.trainer.to_env(unit)
 
     def attack_target(self, params: Any, agent_input, perturbed):
-        """:class:`rpo_jax.attacks.Target`: ``mu``, the value ``Q(s, mu(s))``, ``||mu(s) - mu(s')||^2`` (SR-A's D)."""
-        from rpo_jax import attacks
+        """:class:`rpo_jax.core.attacks.Target`: ``mu``, ``Q(s, mu(s))``, ``||mu(s) - mu(s')||^2`` (SR-A's D)."""
+        from rpo_jax.core import attacks
 
         actor, critic = self.trainer.actor.apply, self.trainer.critic.apply
 

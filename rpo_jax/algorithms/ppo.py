@@ -3,8 +3,8 @@
 ``update_epochs`` passes over the iteration's batch, each in ``num_minibatches`` shuffled
 minibatches, one Adam step (after global-norm clipping) per minibatch on
 
-    ppo_loss (rpo_jax.ppo: clipped surrogate under RPO's perturbed mean, value loss, entropy bonus)
-    + the configured loss terms (rpo_jax.loss_terms: DrAC, SR^2L's smoothness regulariser).
+    ppo_loss (rpo_jax.core.ppo: clipped surrogate under RPO's perturbed mean, value loss, entropy bonus)
+    + the configured loss terms (rpo_jax.algorithms.loss_terms: DrAC, SR^2L's smoothness regulariser).
 
 RAD is an input transform: the loss sees augmented minibatch observations, the stored rollout does
 not change. PPO-SR with ``train.smoothness_pgd: iteration`` finds SR^2L's adversarial states once,
@@ -14,18 +14,16 @@ epoch (about 3x cheaper than PGD per minibatch, the definition).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import optax
 
-from rpo_jax import augmentation, loss_terms, ppo
+from rpo_jax.algorithms import Trainer, TrainState, loss_terms
 from rpo_jax.config import ConfigError, HParams, TrainConfig
-from rpo_jax.distributions import action_distribution
-
-if TYPE_CHECKING:
-    from rpo_jax.train import Trainer, TrainState
+from rpo_jax.core import augmentation, ppo
+from rpo_jax.core.distributions import action_distribution
 
 
 def validate_on_policy(config: TrainConfig) -> None:
@@ -40,8 +38,8 @@ def validate_on_policy(config: TrainConfig) -> None:
 
 
 def stochastic_actor_target(trainer: Trainer, params: Any, agent_input, perturbed):
-    """:class:`rpo_jax.attacks.Target` of a stochastic-actor member: ``pi`` as (loc, log_scale), V, D_J."""
-    from rpo_jax import attacks, divergences
+    """:class:`rpo_jax.core.attacks.Target` of a stochastic-actor member: ``pi`` as (loc, log_scale), V, D_J."""
+    from rpo_jax.core import attacks, divergences
 
     dist = trainer.config.action_dist
 

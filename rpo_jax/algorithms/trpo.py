@@ -3,7 +3,7 @@
 Per iteration: fit the critic by Adam minibatch epochs -- a plain regression on the returns, as
 garage's baseline fit (clipped around the old values by ``clip_coef`` only with
 ``train.trpo_clip_vloss``; PPO's ``clip_vloss`` does not apply) -- then one natural-gradient policy
-step (rpo_jax.trpo.trpo_step: conjugate gradient on Fisher-vector products, backtracking line search)
+step (rpo_jax.core.trpo.trpo_step: conjugate gradient on Fisher-vector products, backtracking line search)
 that maximises ``mean(ratio * A) - lambda_s * R_s`` (SR^2L Eq. 8; the regulariser only with
 ``train.smoothness``) under ``mean KL(pi_old || pi) <= max_kl``, on the whole batch. SR^2L's
 adversarial states are found once, by PGD against the policy before the step, and held fixed
@@ -12,19 +12,17 @@ through the line search.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import optax
 
-from rpo_jax import divergences, loss_terms, ppo, trpo
+from rpo_jax.algorithms import Trainer, TrainState, loss_terms
 from rpo_jax.algorithms.ppo import stochastic_actor_act, stochastic_actor_target, validate_on_policy
 from rpo_jax.config import ConfigError, HParams, TrainConfig
-from rpo_jax.distributions import action_distribution
-
-if TYPE_CHECKING:
-    from rpo_jax.train import Trainer, TrainState
+from rpo_jax.core import divergences, ppo, trpo
+from rpo_jax.core.distributions import action_distribution
 
 
 class TRPO:

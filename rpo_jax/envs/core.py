@@ -40,7 +40,7 @@ what a ``cond`` would turn into under ``vmap`` anyway.
 Computing a reset on every step costs a reset per env step. A batched loop can
 instead compute its fresh starts in batches: :meth:`Environment.transition` steps
 without the reset, and :meth:`Environment.auto_reset` continues the ended episodes
-from given starts (``step`` is the two together); :mod:`rpo_jax.starts` hands out a
+from given starts (``step`` is the two together); :mod:`rpo_jax.envs.starts` hands out a
 new, never-used start for every episode end that way.
 
 We do not use Brax's ``AutoResetWrapper``: it resets to a cached copy of the FIRST
@@ -184,7 +184,7 @@ class Environment:
         Pure; jit- and vmap-able. See the module docstring for the exact
         termination, truncation and auto-reset semantics. ``reset_state``, if
         given, is the fresh episode start to use when this step ends an episode
-        (e.g. from :mod:`rpo_jax.starts`); otherwise a reset is computed here, on
+        (e.g. from :mod:`rpo_jax.envs.starts`); otherwise a reset is computed here, on
         every step. Equal to :meth:`transition` then :meth:`auto_reset`.
         """
         if reset_state is None:
