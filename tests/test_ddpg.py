@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from rpo_jax import algorithms
 from rpo_jax.algorithms.ddpg import DDPG, Replayed, soft_update
 from rpo_jax.config import ConfigError, TrainConfig
 from rpo_jax.core import pgd, replay
@@ -225,12 +226,18 @@ def test_vmapped_lambda_eps_grid_equals_members_alone():
 
 
 def test_bad_ddpg_settings_are_one_line_config_errors():
+    """The registered algorithm checks its settings (rpo_jax.algorithms.validate, run by make_trainer and
+    by every config the CLI reads)."""
     with pytest.raises(ConfigError, match="normalize_rewards: false"):
-        dataclasses.replace(TINY, normalize_rewards=True).validate()
+        algorithms.validate(dataclasses.replace(TINY, normalize_rewards=True))
     with pytest.raises(ConfigError, match="smoothness_target=critic needs train.algorithm=ddpg"):
-        dataclasses.replace(
-            TINY, algorithm="ppo", normalize_rewards=True, smoothness=True, smoothness_target="critic"
-        ).validate()
+        algorithms.validate(
+            dataclasses.replace(
+                TINY, algorithm="ppo", normalize_rewards=True, smoothness=True, smoothness_target="critic"
+            )
+        )
+    with pytest.raises(ConfigError, match=r"^train.algorithm must be one of ppo, trpo, ddpg, got 'sac'$"):
+        algorithms.validate(dataclasses.replace(TINY, algorithm="sac"))
 
 
 # ----------------------------------------------------------------------------- learning

@@ -155,6 +155,23 @@ def test_the_port_steps_as_dm_control_does(env_name):
         np.testing.assert_allclose(ours, dmm.dof_damping[i], err_msg=f"dof {i} damping")
 
 
+@pytest.mark.parametrize("env_name", TASKS)
+def test_the_runaway_bound_is_far_above_what_the_task_reaches(env_name):
+    """The runaway guard's bound (rpo_jax.envs.dmc.max_speed) is at least 10x the largest |qvel| that
+    dm_control's own task reaches in 500 steps of random bang-bang actions (the fastest a random policy
+    drives it; measured peaks 0.1 (point mass) to 84 (humanoid)), and the port applies it."""
+    from rpo_jax.envs import dmc
+
+    env = _fresh_dm(env_name, 1)
+    spec, rng, peak = env.action_spec(), np.random.default_rng(0), 0.0
+    for _ in range(500):
+        env.step(np.where(rng.random(spec.shape) < 0.5, spec.minimum, spec.maximum))
+        peak = max(peak, float(np.max(np.abs(env.physics.data.qvel))))
+    bound = dmc.max_speed(env_name.split("/")[1])
+    assert 0 < peak and 10 * peak < bound, (peak, bound)
+    assert _ours(env_name).max_speed == bound
+
+
 @functools.cache
 def _one_state(env_name: str, seed: int):
     """dm_control's observation and reward in a state, and the port's in that same state."""

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from rpo_jax import envs
-from rpo_jax.envs import Environment, EnvState, StepResult
+from rpo_jax.envs import Environment, EnvState, StepResult, core
 
 N_ENVS = 4
 
@@ -244,6 +244,117 @@ def test_trainer_counts_nonfinite_env_steps():
     np.testing.assert_array_equal(metrics["episodes"], [8, 8])
     np.testing.assert_array_equal(metrics["diverged"], [0.0, 0.0])  # a blown-up env is not a diverged learner
     assert int(state.diverged_at) == -1
+
+
+def _spinning_up_env(max_speed=100.0, episode_length=1000):
+    """An unstable integrator: the velocity doubles every step (1, 2, 4, ...) while the observation
+    (an angle, wrapped) stays finite -- the runaway a non-finite check cannot see."""
+
+    def reset_fn(key):
+        return {"v": jnp.float32(1.0), "angle": jnp.float32(0.0)}, jnp.zeros((1,), jnp.float32)
+
+    def step_fn(inner, action, key):
+        v = inner["v"] * 2.0
+        angle = jnp.mod(inner["angle"] + 0.01 * v, 2 * jnp.pi)
+        return {"v": v, "angle": angle}, angle[None], 1.0, False
+
+    return Environment(
+        name="toy/spinning_up",
+        observation_size=1,
+        action_size=1,
+        action_low=np.array([-1.0]),
+        action_high=np.array([1.0]),
+        episode_length=episode_length,
+        reset_fn=reset_fn,
+        step_fn=step_fn,
+        speed_fn=core.max_abs_velocity(lambda inner: inner["v"][None]),
+        max_speed=max_speed,
+    )
+
+
+def test_a_runaway_state_ends_the_episode_as_a_truncation():
+    """Speeds 2, 4, ..., 128 > 100 at the 7th step: that step is cut (truncated, runaway), not terminated."""
+    _, _, results, after = rollout(_spinning_up_env(max_speed=100.0), jax.random.PRNGKey(0), n_steps=14, n_envs=2)
+    expected = np.array(([False] * 6 + [True]) * 2)[:, None].repeat(2, axis=1)
+    np.testing.assert_array_equal(results.runaway, expected)
+    np.testing.assert_array_equal(results.truncated, expected)
+    assert not results.terminated.any() and not results.nonfinite.any()
+    assert np.isfinite(results.final_obs).all()
+    np.testing.assert_array_equal(after.inner["v"][6], 1.0)  # the episode restarted from a fresh state
+    # no guard: the same env runs on (here to 2^14) and never cuts an episode
+    unguarded = _spinning_up_env()
+    unguarded._speed_fn, unguarded.max_speed = None, None
+    _, _, results, _ = rollout(unguarded, jax.random.PRNGKey(0), n_steps=14, n_envs=2)
+    assert not results.runaway.any() and not results.truncated.any()
+
+
+def test_a_nonfinite_step_counts_as_runaway_and_stays_terminated():
+    _, _, results, _ = rollout(_every_kth_step_nan_env(k=3), jax.random.PRNGKey(0), n_steps=6, n_envs=1)
+    np.testing.assert_array_equal(results.runaway, results.nonfinite)
+    assert results.runaway.sum() == 2 and not results.truncated.any()
+
+
+def test_speed_fn_and_max_speed_go_together():
+    with pytest.raises(ValueError, match="go together"):
+        Environment(
+            name="toy/x", observation_size=1, action_size=1, action_low=np.zeros(1), action_high=np.ones(1),
+            episode_length=1, reset_fn=None, step_fn=None, max_speed=1.0,
+        )  # fmt: skip
+
+
+def test_trainer_counts_runaway_episodes():
+    """``runaway_episodes``: 20 steps per env, cut every 7th step -> 2 episodes x 2 envs per iteration; the
+    cut episodes are counted as episodes and the learner does not diverge."""
+    from rpo_jax.config import TrainConfig
+    from rpo_jax.training.train import as_hparams, make_trainer
+
+    config = TrainConfig(
+        env="gymnax/Pendulum-v1", num_envs=2, num_steps=20, num_minibatches=2, update_epochs=1, total_timesteps=80
+    )
+    trainer = make_trainer(config, env=_spinning_up_env(max_speed=100.0))
+    state, metrics = jax.jit(trainer.train)(jax.random.PRNGKey(0), as_hparams())
+    np.testing.assert_array_equal(metrics["runaway_episodes"][0], 4)
+    assert (metrics["runaway_episodes"] >= 4).all() and (metrics["episodes"] == metrics["runaway_episodes"]).all()
+    np.testing.assert_array_equal(metrics["nonfinite_env_steps"], 0)
+    assert int(state.diverged_at) == -1
+
+
+def test_a_real_mjx_task_driven_past_its_bound_is_cut():
+    """dm_control's pendulum driven bang-bang swings at up to ~8 rad/s: with the guard's bound lowered to
+    2 rad/s (its default is 1000) the real MJX state trips it, and each cut episode restarts."""
+    from rpo_jax.envs import dmc
+
+    real = envs.make_env("dmc/PendulumSwingup")
+    assert real.max_speed == dmc.MAX_SPEED == 1000.0
+    low = Environment(
+        name=real.name,
+        observation_size=real.observation_size,
+        action_size=real.action_size,
+        action_low=real.action_low,
+        action_high=real.action_high,
+        episode_length=real.episode_length,
+        reset_fn=real._reset_fn,
+        step_fn=real._step_fn,
+        speed_fn=real._speed_fn,
+        max_speed=2.0,
+    )
+
+    @jax.jit
+    def run(key):
+        state = jax.vmap(low.reset)(jax.random.split(key, 2))
+
+        def body(state, i):
+            push = jnp.where((i // 25) % 2 == 0, 1.0, -1.0) * jnp.ones((2, 1))  # bang-bang, 25 steps each way
+            state, res = jax.vmap(low.step)(state, push)
+            return state, (res, jnp.max(jnp.abs(state.inner.data.qvel), axis=-1), state.steps)
+
+        return jax.lax.scan(body, state, jnp.arange(300))[1]
+
+    results, speed, steps = jax.tree.map(np.asarray, run(jax.random.PRNGKey(0)))
+    assert results.runaway.any() and (results.truncated == results.runaway).all()
+    assert not results.terminated.any() and not results.nonfinite.any()
+    np.testing.assert_array_equal(steps[results.runaway], 0)  # cut, then a fresh episode
+    assert (speed[~results.runaway] <= 2.0).all()  # every state the episode went on from was within the bound
 
 
 def test_environment_is_static_and_hashable():

@@ -180,7 +180,18 @@ def test_final_returns_table_values_and_bold_best(two_env_runs, tmp_path):
     assert sum(c.startswith("**") for r in rows.values() for c in r.values()) == 2
 
     csv = pd.read_csv(tmp_path / "out" / "final_returns.csv")
-    assert list(csv.columns) == ["env", "variant", "alpha", "ent_coef", "mean", "std", "n", "diverged", *EFFECT]
+    assert list(csv.columns) == [
+        "env",
+        "variant",
+        "alpha",
+        "ent_coef",
+        "mean",
+        "std",
+        "n",
+        "diverged",
+        "runaway_episodes",
+        *EFFECT,
+    ]
     assert len(csv) == 6 and (csv["diverged"] == 0).all()  # no `diverged` column in metrics.csv: none diverged
     cell = csv[(csv["env"] == ENV_B) & (csv["variant"] == "alpha=0, ent_coef=0.01")].iloc[0]
     assert cell["mean"] == pytest.approx(-53.0) and cell["std"] == pytest.approx(np.sqrt(6))
@@ -426,6 +437,31 @@ def test_diverged_members_are_left_out_named_and_counted(tmp_path):
         "alpha=0, ent_coef=0.01": "2",
         "alpha=0.5, ent_coef=0": "2",
     }
+
+
+def test_runaway_episodes_are_counted_and_named(tmp_path):
+    """Members whose envs' runaway guard cut episodes (metrics.csv ``runaway_episodes``) are named under
+    the table and counted per variant in the CSV; they stay in the table (their learning is healthy)."""
+    run = write_run(tmp_path / "r", ENV_A, members_for([(BASE, -100.0), (BEST, -50.0)]))
+    table = pd.read_csv(run / "metrics.csv")
+    table["runaway_episodes"] = np.where((table["member"] == 4) & (table["iteration"] % 10 == 0), 2, 0)
+    table.to_csv(run / "metrics.csv", index=False)
+    report.make_report([str(run)], str(tmp_path / "out"))
+    md = (tmp_path / "out" / "final_returns.md").read_text()
+    assert "- runaway: member 4 (seed 1, alpha=0.5, ent_coef=0): 8 episodes cut by the env's runaway guard" in md
+    assert md.count("- runaway:") == 1
+    assert md_table(md, "env")[ENV_A]["alpha=0.5, ent_coef=0"] == "**-50.00 ± 2.45 (3)**"
+    csv = pd.read_csv(tmp_path / "out" / "final_returns.csv").set_index("variant")
+    assert csv["runaway_episodes"].to_dict() == {"alpha=0, ent_coef=0": 0, "alpha=0.5, ent_coef=0": 8}
+
+
+def test_the_summary_names_members_with_runaway_episodes():
+    from rpo_jax.runs import run_outputs
+
+    members = [{"member": 0, "seed": 0}, {"member": 1, "seed": 1}]
+    metrics = {"runaway_episodes": np.array([[0, 0, 0], [1, 0, 3]], np.int32)}
+    assert run_outputs.runaway_members(members, metrics) == [{"member": 1, "seed": 1, "runaway_episodes": 4}]
+    assert run_outputs.runaway_members(members, {}) == []  # a run from before the guard
 
 
 def test_a_variant_whose_members_all_diverged_keeps_its_column_and_is_never_best(tmp_path):

@@ -11,7 +11,8 @@ its tasks' -- and writes:
 * ``alpha_ablation_<env>.png`` -- final return vs alpha on a log axis, mean ± std over seeds,
   only when ``alpha`` is a variant column with more than two values (Fig. 3 / 15);
 * ``final_returns.md`` / ``final_returns.csv`` -- Table-3-style final return per env x variant; the CSV's
-  ``diverged`` column counts the variant's diverged members, the markdown names each of them, and its
+  ``diverged`` column counts the variant's diverged members and ``runaway_episodes`` the episodes its
+  envs' runaway guard cut (:mod:`rpo_jax.envs.core`), the markdown names each such member, and its
   ``effect`` / ``effect_low`` / ``effect_high`` give each variant's mean minus the baseline's on that env
   with a 95 % bootstrap CI over seeds (:func:`rpo_jax.analysis.aggregate.mean_difference_ci`);
 * runs trained with ``sweep.pbt``: their hyperparameter schedules, lineage and a comparison with
@@ -71,6 +72,7 @@ from rpo_jax.analysis.report_data import (
     diverged_iterations,
     final_returns,
     load_run,
+    runaway_episodes,
 )
 from rpo_jax.analysis.report_tables import (
     BOOTSTRAP_REPS,
@@ -78,6 +80,7 @@ from rpo_jax.analysis.report_tables import (
     _aggregate_md,
     _diverged_lines,
     _final_returns_md,
+    _runaway_lines,
     _source_label,
 )
 from rpo_jax.runs import plots, rundir, suite
@@ -227,6 +230,7 @@ def make_report(
         f.insert(0, "run", str(r.path))
         f.insert(0, "env", r.env)
         f["diverged_at"] = f["member"].map(diverged)  # NaN: never diverged
+        f["runaway_episodes"] = f["member"].map(runaway_episodes(m)).fillna(0).astype("int64")
         final_frames.append(f)
         m = m[~m["member"].isin(diverged.index)]  # the curves show healthy members only
         if not m.empty:
@@ -288,6 +292,7 @@ def make_report(
             std=("final_return", lambda s: s.std(ddof=0)),
             n=("final_return", "count"),
             diverged=("diverged", "sum"),
+            runaway_episodes=("runaway_episodes", "sum"),
         )
         .reset_index()
     )
@@ -295,6 +300,7 @@ def make_report(
     n_nan = int(healthy["final_return"].isna().sum())
     sources = [_source_label(r.path) for r in runs]
     diverged_lines = _diverged_lines(finals, variant_cols, several_runs=len(runs) > 1)
+    diverged_lines += _runaway_lines(finals, variant_cols, several_runs=len(runs) > 1)
 
     path = out / "final_returns.md"
     atomic_write_text(path, _final_returns_md(stats, envs, variants, fraction, sources, n_nan, diverged_lines))
@@ -303,7 +309,9 @@ def make_report(
     table = stats.merge(variants_df, on="variant", how="left")
     table["env"] = pd.Categorical(table["env"], categories=envs, ordered=True)
     table["variant"] = pd.Categorical(table["variant"], categories=variants, ordered=True)
-    table = table.sort_values(["env", "variant"])[["env", "variant", *variant_cols, "mean", "std", "n", "diverged"]]
+    table = table.sort_values(["env", "variant"])[
+        ["env", "variant", *variant_cols, "mean", "std", "n", "diverged", "runaway_episodes"]
+    ]
     table["env"] = table["env"].astype(str)
     table["variant"] = table["variant"].astype(str)
     table = _with_effects(table, healthy, base_label)

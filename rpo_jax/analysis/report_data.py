@@ -138,6 +138,13 @@ def final_returns(df: pd.DataFrame, variant_cols: Sequence[str], fraction: float
     return out[["member", "seed", *variant_cols, "final_return"]]
 
 
+def runaway_episodes(df: pd.DataFrame) -> pd.Series:
+    """``member -> episodes`` its envs' runaway guard ended (rpo_jax.envs.core), 0 for a table without the column."""
+    if "runaway_episodes" not in df.columns:
+        return pd.Series(0, index=sorted(df["member"].unique()), dtype="int64", name="runaway_episodes")
+    return df.groupby("member", sort=True)["runaway_episodes"].sum().astype("int64").rename("runaway_episodes")
+
+
 def diverged_iterations(df: pd.DataFrame) -> pd.Series:
     """``member -> iteration`` at which each diverged member diverged: its first row with ``diverged == 1``.
 

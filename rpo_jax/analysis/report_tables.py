@@ -36,6 +36,20 @@ def _diverged_lines(finals: pd.DataFrame, variant_cols: list[str], several_runs:
     return lines
 
 
+def _runaway_lines(finals: pd.DataFrame, variant_cols: list[str], several_runs: bool) -> list[str]:
+    """One line per member whose envs' runaway guard ended episodes (``runaway_episodes`` > 0), in table order."""
+    lines = []
+    for row in finals[finals["runaway_episodes"] > 0].to_dict("records"):
+        variant = [variant_label({c: row[c] for c in variant_cols})] if variant_cols else []
+        who = ", ".join([f"seed {row['seed']}", *variant])
+        where = f"`{row['env']}`" + (f", run `{row['run']}`" if several_runs else "")
+        lines.append(
+            f"- runaway: member {row['member']} ({who}): {int(row['runaway_episodes'])} episodes cut by the env's "
+            f"runaway guard (a state faster than its max_speed, or non-finite) -- {where}"
+        )
+    return lines
+
+
 def _md_escape(text: str) -> str:
     return text.replace("|", "\\|")
 

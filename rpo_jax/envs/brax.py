@@ -18,6 +18,7 @@ import numpy as np
 from rpo_jax.envs.core import (
     Environment,
     arrays_on_this_process,
+    max_abs_velocity,
     mjx_model_on_this_process,
     observation_size,
     state_step_fns,
@@ -26,6 +27,10 @@ from rpo_jax.envs.core import (
 DESCRIPTION = "Brax (generalized backend by default), actions in [-1, 1], 1000 steps"
 BACKENDS = ("generalized", "spring", "positional", "mjx")
 EPISODE_LENGTH = 1000
+# The runaway guard (rpo_jax.envs.core): a state with a generalised velocity |qd| above this (rad/s or
+# m/s) ends the episode; no Brax task moves near it (DM Control's fastest, humanoid, peaks at 84
+# under random bang-bang actions).
+MAX_SPEED = 1000.0
 # Brax's registry also holds `fast`, a unit-test fixture with Python-side counters
 # and no physics; it is not a benchmark task.
 _EXCLUDED = frozenset({"fast"})
@@ -62,6 +67,8 @@ def make(name: str, short: str, episode_length: int | None, backend: str | None)
         reset_fn=reset_fn,
         step_fn=step_fn,
         raw_env=env,
+        speed_fn=max_abs_velocity(lambda state: state.pipeline_state.qd),
+        max_speed=MAX_SPEED,
     )
 
 

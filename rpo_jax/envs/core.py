@@ -20,6 +20,19 @@ Every :meth:`Environment.step` returns a :class:`StepResult` with two flags:
   state is not terminal. The episode is cut for practical reasons only, so a
   learner SHOULD bootstrap from ``StepResult.final_obs``.
 
+Runaway guard
+-------------
+A simulator can run away without producing a non-finite number: an unstable
+integration spins a joint ever faster (MJX's acrobot under semi-implicit Euler reached
+angular velocities of 1e13 with finite observations, and the observation normaliser's
+variance then became ``inf - inf``). A family that knows its state's generalised
+velocities gives a ``speed_fn`` (the largest absolute velocity of the state) and a
+``max_speed`` bound, far above anything the task reaches physically. A step whose
+state exceeds it ends the episode as a **truncation** (the state is not terminal in
+the task; the episode is cut because the simulation is no longer physical) and sets
+``StepResult.runaway``; so does a non-finite step (still ``terminated``, since its
+observation is unusable). The trainers count these episodes as ``runaway_episodes``.
+
 The adapter counts episode steps itself (``EnvState.steps``); no library time limit
 is used (Brax and the Playground DM Control tasks have none inside ``step``; for
 gymnax we call ``step_env``, which in gymnax 1.0 reports natural termination only,
@@ -102,6 +115,8 @@ class StepResult:
       final_obs: the true next observation of the transition, before any auto-reset.
       nonfinite: bool, the library's observation or reward of this step was not
         finite; their non-finite values were replaced by 0 and ``terminated`` is set.
+      runaway: bool, the runaway guard ended the episode: the state's speed exceeded
+        the environment's ``max_speed`` (then ``truncated``), or ``nonfinite``.
     """
 
     obs: jax.Array
@@ -110,12 +125,15 @@ class StepResult:
     truncated: jax.Array
     final_obs: jax.Array
     nonfinite: jax.Array
+    runaway: jax.Array
 
 
 # reset_fn(key) -> (inner, raw_obs)
 ResetFn = Callable[[jax.Array], tuple[Any, Any]]
 # step_fn(inner, action, key) -> (inner, raw_obs, reward, terminated)
 StepFn = Callable[[Any, jax.Array, jax.Array], tuple[Any, Any, Any, Any]]
+# speed_fn(inner) -> the largest absolute generalised velocity of the state (a scalar)
+SpeedFn = Callable[[Any], jax.Array]
 
 
 class Environment:
@@ -133,6 +151,8 @@ class Environment:
         action range; actions are not clipped by the adapter.
       episode_length: time limit in steps; ``truncated`` fires when reached.
       raw_env: the underlying library environment (for rendering, inspection).
+      max_speed: the runaway guard's bound on ``speed_fn(state)`` (see the module
+        docstring); None: no guard beyond the non-finite check.
     """
 
     def __init__(
@@ -147,7 +167,11 @@ class Environment:
         reset_fn: ResetFn,
         step_fn: StepFn,
         raw_env: Any = None,
+        speed_fn: SpeedFn | None = None,
+        max_speed: float | None = None,
     ):
+        if (speed_fn is None) != (max_speed is None):
+            raise ValueError("speed_fn and max_speed go together")
         self.name = name
         self.observation_size = int(observation_size)
         self.action_size = int(action_size)
@@ -157,6 +181,8 @@ class Environment:
         self.raw_env = raw_env
         self._reset_fn = reset_fn
         self._step_fn = step_fn
+        self._speed_fn = speed_fn
+        self.max_speed = None if max_speed is None else float(max_speed)
 
     def __repr__(self) -> str:
         return (
@@ -213,8 +239,15 @@ class Environment:
         next_obs = jnp.where(obs_finite, next_obs, 0.0)
         reward = jnp.where(reward_finite, reward, 0.0)
 
+        # The runaway guard: a state faster than physics allows (or a NaN speed) is cut as a truncation.
+        runaway = nonfinite
+        too_fast = jnp.zeros((), bool)
+        if self._speed_fn is not None:
+            too_fast = ~(jnp.asarray(self._speed_fn(inner), jnp.float32) <= self.max_speed)
+            runaway = runaway | too_fast
+
         steps = state.steps + 1
-        truncated = (steps >= self.episode_length) & ~terminated
+        truncated = ((steps >= self.episode_length) | too_fast) & ~terminated
         after = EnvState(inner=inner, obs=next_obs, steps=steps.astype(jnp.int32), key=key)
         result = StepResult(
             obs=next_obs,
@@ -223,6 +256,7 @@ class Environment:
             truncated=truncated,
             final_obs=next_obs,
             nonfinite=nonfinite,
+            runaway=runaway,
         )
         return after, result
 
@@ -279,6 +313,16 @@ def state_step_fns(env: Any) -> tuple[ResetFn, StepFn]:
         return s, s.obs, s.reward, s.done
 
     return reset_fn, step_fn
+
+
+def max_abs_velocity(velocities: Callable[[Any], jax.Array]) -> SpeedFn:
+    """A :data:`SpeedFn` from a getter of the state's generalised velocities (e.g. MuJoCo's ``qvel``)."""
+
+    def speed(inner):
+        v = velocities(inner)
+        return jnp.max(jnp.abs(v)) if v.size else jnp.zeros((), v.dtype)
+
+    return speed
 
 
 def observation_size(name: str, reset_fn: ResetFn) -> int:

@@ -24,6 +24,7 @@ import numpy as np
 from rpo_jax.envs.core import (
     Environment,
     arrays_on_this_process,
+    max_abs_velocity,
     mjx_model_on_this_process,
     observation_size,
     state_step_fns,
@@ -31,6 +32,10 @@ from rpo_jax.envs.core import (
 
 DESCRIPTION = "MuJoCo Playground DM Control Suite on MJX (impl=jax), actuator control range"
 BACKENDS: tuple[str, ...] = ()
+# The runaway guard (rpo_jax.envs.core): a state with |qvel| above this (rad/s or m/s) ends the
+# episode. Under bang-bang random actions dm_control's tasks peak at 0.1 (point mass) to 84
+# (humanoid); tests/test_dmc_fidelity.py checks that every suite task stays below a tenth of it.
+MAX_SPEED = 1000.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,6 +47,7 @@ class Physics:
     integrator: str = "EULER"  # mujoco.mjtIntegrator without ``mjINT_``
     cone: str = "PYRAMIDAL"  # mujoco.mjtCone without ``mjCONE_``
     episode_length: int = 1000  # dm_control's time limit / ctrl_dt
+    max_speed: float | None = None  # the runaway guard's bound on |qvel|; None: MAX_SPEED
     # (body, mass, principal inertia) where the port's body differs from dm_control's compiled model
     inertials: tuple[tuple[str, float, tuple[float, float, float]], ...] = ()
 
@@ -118,6 +124,12 @@ def load_playground(short: str, physics: Physics | None = None):
     return env
 
 
+def max_speed(short: str) -> float:
+    """The runaway guard's bound on task ``short``'s ``|qvel|``: its table entry's, else :data:`MAX_SPEED`."""
+    physics = DM_CONTROL_PHYSICS.get(short)
+    return MAX_SPEED if physics is None or physics.max_speed is None else physics.max_speed
+
+
 def names() -> list[str]:
     from mujoco_playground._src import dm_control_suite
 
@@ -154,4 +166,6 @@ def make(name: str, short: str, episode_length: int | None, backend: str | None)
         reset_fn=reset_fn,
         step_fn=step_fn,
         raw_env=env,
+        speed_fn=max_abs_velocity(lambda state: state.data.qvel),
+        max_speed=max_speed(short),
     )

@@ -108,6 +108,7 @@ class Progress:
     iteration: int  # iterations done in this point
     num_iterations: int
     checkpoint_iteration: int  # newest saved iteration of this point (0: none)
+    runaway_episodes: int = 0  # episodes ended by the envs' runaway guard so far, all members (rpo_jax.envs.core)
 
 
 def checkpoint_manager(run_dir: str | os.PathLike, point: int, keep: int = 2):
@@ -212,8 +213,9 @@ def run_durable(
         manager = checkpoint_manager(run_dir, k, policy.keep) if run_dir is not None else None
         saved = {"iteration": 0}
 
-        def report(iteration: int, k=k, trainer=trainer) -> Progress:
-            progress = Progress(k, len(points), iteration, trainer.num_iterations, saved["iteration"])
+        def report(iteration: int, k=k, trainer=trainer, runaway: int = 0) -> Progress:
+            before = sum(_runaway(r.metrics) for r in finished)
+            progress = Progress(k, len(points), iteration, trainer.num_iterations, saved["iteration"], before + runaway)
             if on_progress is not None:
                 on_progress(progress)
             return progress
@@ -309,10 +311,15 @@ def _chunk_fn(trainer, pop, manager, resume, *, config, run_dir, done, policy, s
                 _save(manager, iteration, host, sofar)
             last_save["time"] = time.monotonic()
             saved["iteration"] = iteration
-        report(iteration)
+        report(iteration, runaway=_runaway(sofar))
         return stopping
 
     return chunk_fn
+
+
+def _runaway(metrics: dict[str, np.ndarray]) -> int:
+    """Episodes the envs' runaway guard ended in ``metrics`` (all members, all iterations)."""
+    return int(np.nansum(metrics.get("runaway_episodes", 0)))
 
 
 def write_metrics(run_dir: str | os.PathLike, parts: Sequence[tuple[list[dict], dict[str, np.ndarray]]]) -> None:

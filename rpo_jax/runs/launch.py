@@ -364,6 +364,7 @@ def _status_fields(progress) -> dict[str, Any]:
         "points": progress.points,
         "iteration": progress.iteration,
         "checkpoint_iteration": progress.checkpoint_iteration,
+        "runaway_episodes": progress.runaway_episodes,
     }
 
 

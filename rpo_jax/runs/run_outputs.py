@@ -34,6 +34,9 @@ def progress_printer(group_names: list[str]):
                 parts.append(f"{label}: {np.nanmean(last):.1f} ± {np.nanstd(last):.1f}")
         if gone:
             parts.append("diverged: member " + ", ".join(str(info["members"][i]["member"]) for i in sorted(gone)))
+        runaway = info["metrics"].get("runaway_episodes")
+        if runaway is not None and np.nansum(runaway) > 0:
+            parts.append(f"runaway episodes: {int(np.nansum(runaway))}")
         evaluated = info["metrics"].get("eval_return")
         if evaluated is not None and np.any(np.isfinite(evaluated[:, -1])):
             parts.append(f"eval: {np.nanmean(evaluated[:, -1]):.1f} ± {np.nanstd(evaluated[:, -1]):.1f}")
@@ -82,8 +85,15 @@ def summarize(config: ExperimentConfig, result, size: int, group_names: list[str
         "env_steps_per_second": round(total_steps / max(result.run_seconds, 1e-9), 1),
         "final_return": group_summary(result.members, group_names, finals, diverged),
         "diverged": [{**m, "diverged_at": diverged[m["member"]]} for m in result.members if m["member"] in diverged],
+        "runaway_episodes": runaway_members(result.members, result.metrics),
         **({"pbt": pbt_summary(config, result, finals, diverged)} if config.sweep.pbt.enabled else {}),
     }
+
+
+def runaway_members(members: list[dict], metrics: dict[str, np.ndarray]) -> list[dict[str, Any]]:
+    """Each member whose env's runaway guard ended episodes (rpo_jax.envs.core), with how many."""
+    counts = np.nansum(np.asarray(metrics.get("runaway_episodes", np.zeros((len(members), 0)))), axis=-1)
+    return [{**m, "runaway_episodes": int(n)} for m, n in zip(members, counts) if n > 0]
 
 
 def pbt_summary(config: ExperimentConfig, result, finals, diverged: dict[int, int]) -> list[dict[str, Any]]:
@@ -127,6 +137,11 @@ def print_summary(summary: dict[str, Any], group_names: list[str]) -> None:
             )
     for row in summary["diverged"]:
         print(f"diverged: member {row['member']} (seed {row['seed']}) at iteration {row['diverged_at']}")
+    for row in summary.get("runaway_episodes", []):
+        print(
+            f"runaway: member {row['member']} (seed {row['seed']}): {row['runaway_episodes']} episodes ended by the "
+            "env's runaway guard (a state faster than max_speed, or non-finite)"
+        )
 
 
 def write_outputs(out_dir: str, config: ExperimentConfig, result, summary: dict[str, Any]) -> None:

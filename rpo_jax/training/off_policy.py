@@ -180,6 +180,7 @@ class OffPolicyTrainer:
                 finished[2] + jnp.sum(dones.astype(jnp.int32)),
                 finished[3] + reused,
                 finished[4] + jnp.sum(result.nonfinite.astype(jnp.int32)),
+                finished[5] + jnp.sum(result.runaway.astype(jnp.int32)),
             )
             terminated = result.terminated if cfg.bootstrap_on_truncation else dones
             stored = Stored(
@@ -204,7 +205,7 @@ class OffPolicyTrainer:
             )
             return (state, finished), stored
 
-        zero = (jnp.zeros((), jnp.float32),) + (jnp.zeros((), jnp.int32),) * 4
+        zero = (jnp.zeros((), jnp.float32),) + (jnp.zeros((), jnp.int32),) * 5
         (state, finished), stored = jax.lax.scan(step, (state, zero), jax.random.split(key, cfg.num_steps))
         state = state.replace(normalizer=normalization.fold(state.normalizer))
         flat = jax.tree.map(lambda x: x.reshape((cfg.batch_size,) + x.shape[2:]), stored)  # time-major order
@@ -255,7 +256,9 @@ class OffPolicyTrainer:
         cfg = self.config
         index = state.iteration
         key, rollout_key, update_key = jax.random.split(state.key, 3)
-        state, (return_sum, length_sum, episodes, reused, nonfinite) = self.rollout(state, hparams, rollout_key)
+        state, (return_sum, length_sum, episodes, reused, nonfinite, runaway) = self.rollout(
+            state, hparams, rollout_key
+        )
         lr_scale = train_lr_scale(cfg, index)
         params, opt_state, losses = self.update(state, hparams, update_key, lr_scale)
         learning = (index + 1) * cfg.batch_size >= cfg.learning_starts
@@ -279,6 +282,7 @@ class OffPolicyTrainer:
             "alpha_current": nan,
             "env_steps": state.iteration * cfg.batch_size,
             "nonfinite_env_steps": nonfinite,
+            "runaway_episodes": runaway,
             "reused_starts": reused,
         }
         return state, mask_diverged(metrics, diverged_at >= 0)

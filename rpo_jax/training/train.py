@@ -66,6 +66,7 @@ METRIC_NAMES: tuple[str, ...] = (
     "alpha_current",  # the alpha used in this iteration's loss (annealed if anneal_alpha = 1)
     "env_steps",  # cumulative env steps at the end of the iteration (int32)
     "nonfinite_env_steps",  # env steps of this iteration whose obs or reward was non-finite (int32)
+    "runaway_episodes",  # episodes of this iteration the env's runaway guard ended (int32; rpo_jax.envs.core)
     "reused_starts",  # episodes of this iteration that began at a start handed out before (int32; 0 by design)
     "diverged",  # 1.0 from the member's diverged_at iteration on, else 0.0 (see TrainState.diverged_at)
 )
@@ -77,7 +78,13 @@ EVAL_STREAM = 0x45564C  # fold_in data of the evaluation's key ("EVL")
 # TRPO's clipfrac is NaN by design, so diagnostics are not checked.
 LOSS_TERM_NAMES: tuple[str, ...] = ("policy_loss", "value_loss", "drac_policy", "drac_value", "smoothness_penalty")
 # Metrics left as they are once a member has diverged: the step counters and the flag itself.
-KEPT_WHEN_DIVERGED: tuple[str, ...] = ("env_steps", "nonfinite_env_steps", "reused_starts", "diverged")
+KEPT_WHEN_DIVERGED: tuple[str, ...] = (
+    "env_steps",
+    "nonfinite_env_steps",
+    "runaway_episodes",
+    "reused_starts",
+    "diverged",
+)
 
 
 @flax.struct.dataclass
@@ -112,6 +119,7 @@ class Transition:
     dones: jax.Array  # episode ended (terminated or truncated)
     next_obs: jax.Array  # normalised true successor s'_t (pre-reset)
     nonfinite: jax.Array  # the env's obs or reward was non-finite (zeroed; see rpo_jax.envs.StepResult)
+    runaway: jax.Array  # the env's runaway guard ended the episode (rpo_jax.envs.StepResult.runaway)
 
 
 def make_trainer(config: TrainConfig, env: envs.Environment | None = None) -> "Trainer":
@@ -268,6 +276,7 @@ class Trainer:
                 dones=dones,
                 next_obs=next_obs,
                 nonfinite=result.nonfinite,
+                runaway=result.runaway,
             )
             state = state.replace(
                 env_state=env_state,
@@ -335,6 +344,7 @@ class Trainer:
             "alpha_current": jnp.asarray(alpha, jnp.float32),
             "env_steps": state.iteration * cfg.batch_size,
             "nonfinite_env_steps": jnp.sum(traj.nonfinite.astype(jnp.int32)),
+            "runaway_episodes": jnp.sum(traj.runaway.astype(jnp.int32)),
             "reused_starts": reused,
         }
         return state, mask_diverged(metrics, diverged_at >= 0)
