@@ -148,23 +148,23 @@ if [ "$DRY" = 1 ]; then
   budget=300
 else
   A=(--envs brax/ant --train-reps 3) B=(--reps 3)
-  C=(--sizes 1,4,16,64,256 --horizon 65536 --reps 2) D=(--env brax/ant --seeds 16 --total-timesteps 102400)
+  C=(--sizes 1,4,16,64,256 --horizon 32768 --reps 2) D=(--env brax/ant --seeds 16 --total-timesteps 102400)
   E=(tests/test_gae.py tests/test_rpo.py tests/test_ppo.py tests/test_divergences.py)
   budget=""
 fi
 
-section a_ant_vs_brax "${BUDGET_A:-${budget:-150}}" 'a_ant_vs_brax/*.json' \
+section a_ant_vs_brax "${BUDGET_A:-${budget:-170}}" 'a_ant_vs_brax/*.json' \
   "$PY" -m bench.throughput "${A[@]}" --only raw,train,brax --out "$RESULTS/a_ant_vs_brax" \
   --markdown "$RESULTS/a_ant_vs_brax/RESULTS.md"
-section b_population "${BUDGET_B:-${budget:-80}}" 'b_population/*.json' \
+section b_population "${BUDGET_B:-${budget:-70}}" 'b_population/*.json' \
   "$PY" -m bench.throughput "${B[@]}" --only population,sharding --out "$RESULTS/b_population" \
   --markdown "$RESULTS/b_population/RESULTS.md"
-section c_scaling "${BUDGET_C:-${budget:-140}}" 'c_scaling/scaling-*.png' \
+section c_scaling "${BUDGET_C:-${budget:-150}}" 'c_scaling/scaling-*.png' \
   "$PY" -m bench.scaling "${C[@]}" --out "$RESULTS/c_scaling"
-section d_sweep_ant16 "${BUDGET_D:-${budget:-80}}" 'd_sweep_ant16/summary.json' \
+section d_sweep_ant16 "${BUDGET_D:-${budget:-70}}" 'd_sweep_ant16/summary.json' \
   "${CLI[@]}" sweep configs/quickstart.yaml "${D[@]}" --grid alpha=0.5 --out "$RESULTS/d_sweep_ant16" \
   --quiet --no-tensorboard --checkpoint-minutes 0
-section e_unit_tests "${BUDGET_E:-${budget:-50}}" 'e_unit_tests.xml' \
+section e_unit_tests "${BUDGET_E:-${budget:-60}}" 'e_unit_tests.xml' \
   "$PY" -m pytest -q -p no:cacheprovider "${E[@]}" --junitxml "$RESULTS/e_unit_tests.xml"
 
 echo "run.sh: done; results in $RESULTS${BUNDLE:+ (and $BUNDLE)}" | tee -a "$SUMMARY"
