@@ -127,3 +127,16 @@ def test_dry_run_runs_every_section(tmp_path):
     assert list(results.glob("c_scaling/scaling-*.json"))
     with tarfile.open(bundle) as t:
         assert "./summary.log" in t.getnames()
+
+
+def test_a_section_over_its_budget_loses_only_itself(tmp_path):
+    results = tmp_path / "results"
+    env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "OUT")}
+    env.update(PYTHON=sys.executable, **{f"BUDGET_{x}": "1" for x in "ABCDE"})
+    proc = _bash(KIT / "run.sh", "--dry-run", "--out", results, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = (results / "summary.log").read_text().splitlines()
+    for name in SECTIONS:
+        (line,) = [x for x in lines if x.startswith(name + " ")]
+        assert "rc=124" in line and "TIMED OUT" in line and "output=MISSING" in line, line
+    assert lines[-1].startswith("run.sh: done")

@@ -16,8 +16,8 @@
 #    population and sharding sections; c) bench.scaling; d) a 16-member Ant sweep through the CLI;
 #    e) the numerics unit tests. Each writes OUT/<section>.log and its results under OUT; one line per
 #    section (exit status, seconds, its output file or MISSING) goes to OUT/summary.log.
-#    --bundle FILE: after every section, OUT is also packed into FILE (tar.gz), for a machine that
-#    returns few files.
+#    --bundle FILE (outside OUT): after every section, OUT is also packed into FILE (tar.gz), for a
+#    machine that returns few files.
 #
 # --dry-run (or RPO_GPU_DRY_RUN=1): no kit, no install, no GPU check, no nvidia-smi: this checkout and
 # the current Python (PYTHON, default python3) run every section at tiny sizes on the CPU.
@@ -47,6 +47,9 @@ while [ $# -gt 0 ]; do
   esac
 done
 [ -n "$KIT" ] || { [ -f "$HERE/MANIFEST.sha256" ] && KIT="$HERE"; }
+absolute() { mkdir -p "$1" && (cd "$1" && pwd); }  # the sections run in the project's folder
+WORK="$(absolute "$WORK")" || usage "cannot create --work $WORK"
+[ -z "$BUNDLE" ] || BUNDLE="$(absolute "$(dirname "$BUNDLE")")/$(basename "$BUNDLE")" || usage "bad --bundle $BUNDLE"
 SUMMARY=""
 
 die() {
