@@ -339,3 +339,26 @@ def test_plan_memory_runs_at_tiny_sizes(tmp_path):
     record = json.loads(path.read_text())
     assert [r["members"] for r in record["rows"]] == [3, 6]
     assert all(r["measured_bytes"] > 0 and r["predicted_bytes"] > 0 for r in record["rows"])
+
+
+def test_scaling_times_every_size_and_plots(tmp_path):
+    cmd = [sys.executable, "-m", "bench.scaling", "--tiny", "--sizes", "1,2", "--out", str(tmp_path)]
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    (path,) = tmp_path.glob("scaling-*-tiny-*.json")
+    record = json.loads(path.read_text())
+    assert record["settings"]["sizes"] == [1, 2] and record["settings"]["reps"] == 2
+    entry = record["envs"][ENV]
+    assert entry["finite_value_loss"] and entry["per_agent_flat_from"] in (1, 2)
+    assert [r["members"] for r in entry["rows"]] == [1, 2]
+    for row in entry["rows"]:
+        assert len(row["rep_seconds"]) == len(row["cpu_seconds"]) == 2 and row["compile_s"] > 0
+        assert row["agent_steps"] == entry["agent_steps"] > 0  # fixed work per agent, whatever the size
+        assert math.isclose(row["per_agent_s"] * row["members"], row["median_s"], rel_tol=1e-3)
+        assert math.isclose(row["aggregate_steps_per_s"] * row["median_s"], row["members"] * row["agent_steps"])
+        assert _positive(row["cores_busy"]) and row["compile"]["run"]["compile_s"] > 0
+    plan = entry["plan"]
+    assert plan["fits_members"] > 2 and _positive(plan["per_member_bytes"]), plan
+    assert Path(record["plot"]).exists() and Path(record["plot"]).stat().st_size > 10_000
+    bad = subprocess.run([*cmd[:3], "--sizes", "0,2"], cwd=REPO, capture_output=True, text=True)
+    assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0 and "--sizes" in bad.stderr
