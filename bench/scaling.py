@@ -2,7 +2,7 @@
 
 Every agent keeps its own envs (``--num-envs``, default 8 x 256 steps per iteration, 10 epochs of 8
 minibatches) and trains for the same horizon (env steps per agent, one timed call); the population
-grows. Each size is the program a sweep compiles (``rpo_jax.population``: ``population_trainer``,
+grows. Each size is the program a sweep compiles (``rpo_jax.training.population``: ``population_trainer``,
 ``over_members``, ``chunk_program``, ``per_device`` over ``gcd(size, --devices)`` devices, as
 ``run_population`` places it), compiled ahead of time (compile time recorded apart), called once
 untimed, then timed in ``--reps`` rounds of one call per size (``bench.common.round_robin``), so
@@ -11,7 +11,7 @@ seconds*), agents x horizon / median seconds (*aggregate env steps/s*), and proc
 wall seconds of the calls (*cores busy*). ``per_agent_flat_from``: the smallest size whose per-agent
 seconds are within 10 % of the fastest size's.
 
-The largest population that fits one device comes from ``rpo_jax.plan.make_plan`` (what ``rpo-jax
+The largest population that fits one device comes from ``rpo_jax.runs.plan.make_plan`` (what ``rpo-jax
 plan`` prints: the chunk program compiled for 2 and 8 members, XLA's memory analysis) against
 ``--device-memory`` (default: a GPU's allocator limit; a CPU's physical memory). JSON and a log-log
 plot (PNG, the plan's fit marked) go to ``--out``, rewritten after every round so a run cut short
@@ -121,7 +121,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
             p.error(f"--{flag.replace('_', '-')} must be a positive integer, got {getattr(args, flag)}")
     if args.device_memory is not None:
         from rpo_jax.config import ConfigError
-        from rpo_jax.plan import parse_bytes
+        from rpo_jax.runs.plan import parse_bytes
 
         try:
             args.device_bytes = parse_bytes(args.device_memory)
@@ -139,7 +139,7 @@ def _ints(text: str, flag: str) -> tuple[int, ...]:
 
 def experiment(scaling: Scaling, env: str, horizon: int, size: int):
     """The ExperimentConfig of ``size`` agents, one chunk = the horizon's whole iterations."""
-    from rpo_jax import config_io
+    from rpo_jax.runs import config_io
 
     iterations = max(1, horizon // (scaling.num_envs * scaling.num_steps))
     train = {
@@ -159,8 +159,8 @@ def compile_size(config, devices: list, log: CompileLog) -> tuple[dict[str, Any]
     import numpy as np
     from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-    from rpo_jax import population as pop
-    from rpo_jax.train import make_trainer
+    from rpo_jax.training import population as pop
+    from rpo_jax.training.train import make_trainer
 
     population = pop.build_population(config.sweep, config.hparams)
     size, iterations = population.size, config.train.num_iterations
@@ -200,8 +200,8 @@ def device_memory(args: argparse.Namespace) -> tuple[float, str]:
 
 
 def planned_fit(config, device_bytes: float, log: CompileLog) -> dict[str, Any]:
-    """``rpo_jax.plan.make_plan`` on this config: bytes per member, fixed cost, members that fit one device."""
-    from rpo_jax import plan
+    """``rpo_jax.runs.plan.make_plan`` on this config: bytes per member, fixed cost, members that fit one device."""
+    from rpo_jax.runs import plan
 
     mark, start = log.mark(), time.perf_counter()
     try:
@@ -295,7 +295,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     import jax
 
-    from rpo_jax import cache
+    from rpo_jax.runs import cache
 
     if not args.no_cache:
         cache.enable()

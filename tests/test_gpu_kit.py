@@ -64,7 +64,7 @@ def test_run_reassembles_and_verifies_the_parts(tmp_path):
     with tarfile.open(work / "kit" / "rpo_jax-src.tar") as src:
         names = src.getnames()
     assert "rpo_jax/pyproject.toml" in names and "rpo_jax/bench/gpu/run.sh" in names
-    assert "rpo_jax/rpo_jax/population.py" in names and not any(n.startswith("rpo_jax/docs") for n in names)
+    assert "rpo_jax/rpo_jax/training/population.py" in names and not any(n.startswith("rpo_jax/docs") for n in names)
 
     part = sorted(out.glob("rpo_gpu_kit.tar.part-*"))[1]
     data = bytearray(part.read_bytes())

@@ -124,7 +124,7 @@ echo "rpo_jax GPU kit, $(date -u +%Y-%m-%dT%H:%M:%SZ), host $(hostname), dry run
 cd "$SRC" || die "no project at $SRC"
 
 "$PY" -m pip check > "$RESULTS/pip-check.txt" 2>&1 || echo "pip check reported conflicts (pip-check.txt)" >> "$SUMMARY"
-"$PY" -c "import rpo_jax.cli, rpo_jax.plan, brax.training.agents.ppo.train, mujoco, mujoco.mjx, mujoco_playground, \
+"$PY" -c "import rpo_jax.cli, rpo_jax.runs.plan, brax.training.agents.ppo.train, mujoco, mujoco.mjx, mujoco_playground, \
 gymnax, distrax, flax, optax, chex, orbax.checkpoint, matplotlib, pandas, yaml, pytest" > "$RESULTS/imports.log" 2>&1 \
   || die "the installed packages do not import: $(tail -1 "$RESULTS/imports.log")"
 if [ "$DRY" = 1 ]; then
