@@ -51,18 +51,10 @@ MAPPINGS: dict[str, Mapping] = {
     "dmc/WalkerWalk": Mapping("walker", "walk"),
 }
 
-# Observation differences of the Playground ports themselves (rpo_jax keeps Playground's observation
-# functions): reported in docs/dmc_fidelity.md, not fixed here.
-OBS_DIFFERS = {
-    # upright first, then joint angles; dm_control: joint_angles, upright (a permutation; no
-    # dm_control_eval mapping yet)
-    "dmc/FishSwim": "the port puts upright before joint_angles",
-    # the port's 'height' is the torso's zz orientation (a copy of its xx, already in orientations);
-    # dm_control's is the torso's height z: the port does not observe height (no mapping can fix it)
-    "dmc/WalkerRun": "the port's height entry is torso zz, not torso z",
-    "dmc/WalkerStand": "the port's height entry is torso zz, not torso z",
-    "dmc/WalkerWalk": "the port's height entry is torso zz, not torso z",
-}
+# Observation differences of the Playground ports that rpo_jax keeps (none: rpo_jax.envs.dmc.OBSERVATIONS
+# gives fish and walker dm_control's layout; before, the port's fish put upright first and its walker
+# observed the torso's zz orientation where dm_control observes its height).
+OBS_DIFFERS: dict[str, str] = {}
 
 
 def _fresh_dm(env_name: str, seed: int):

@@ -11,14 +11,19 @@ timestep, physics timestep (so the number of physics steps per action), integrat
 (``eulerdamp`` included), friction cone, episode length and fish's torso inertia are
 dm_control's, not the Playground port's where they differ; checked against
 ``dm_control.suite.load`` in tests/test_dmc_fidelity.py, tabulated in docs/dmc_fidelity.md.
-Playground's solver iteration counts and contact culling (MJX speed settings) and its reward
-and observation functions are kept.
+Where a port's observation differs from dm_control's, :data:`OBSERVATIONS` replaces its
+observation function with dm_control's layout (walker: the torso's height, not its zz
+orientation; fish: joint angles before uprightness). Playground's solver iteration counts and
+contact culling (MJX speed settings) and its reward functions are kept.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import types
+from typing import Any, Callable
 
+import jax.numpy as jnp
 import numpy as np
 
 from rpo_jax.envs.core import (
@@ -91,6 +96,34 @@ DM_CONTROL_PHYSICS: dict[str, Physics] = {
 }
 
 
+def _walker_observation(task: Any, data: Any, info: Any):
+    """dm_control's walker: orientations (xx, xz of every body but the world), the torso's height z
+    (the port observes its zz orientation there, a copy of the xx already observed), velocity."""
+    del info
+    orientations = data.xmat[1:, [0, 0], [0, 2]].ravel()
+    return jnp.concatenate([orientations, data.xpos[task._torso_id, 2:3], data.qvel])
+
+
+def _fish_observation(task: Any, data: Any, info: Any):
+    """dm_control's fish: joint angles, upright (the torso's zz), the target in the mouth's frame,
+    velocity (the port puts upright first)."""
+    del info
+    upright = data.xmat[task._torso_body_id, 2, 2].reshape(1)
+    mouth = task._mouth_geom_id
+    target = (data.geom_xpos[task._target_geom_id] - data.geom_xpos[mouth]) @ data.geom_xmat[mouth]
+    return jnp.concatenate([data.qpos[task._joints_qposadr], upright, target, data.qvel])
+
+
+# Task -> its observation in dm_control's layout, where the port's differs (``(task, data, info) -> obs``,
+# bound as the task's ``_get_obs``); checked against dm_control.suite.load by tests/test_dmc_fidelity.py.
+OBSERVATIONS: dict[str, Callable[[Any, Any, Any], Any]] = {
+    "FishSwim": _fish_observation,
+    "WalkerRun": _walker_observation,
+    "WalkerStand": _walker_observation,
+    "WalkerWalk": _walker_observation,
+}
+
+
 def load_playground(short: str, physics: Physics | None = None):
     """Playground's task ``short`` (impl ``jax``) stepping with ``physics`` (default: dm_control's, from the table).
 
@@ -98,7 +131,8 @@ def load_playground(short: str, physics: Physics | None = None):
     timestep from ``sim_dt``); integrator, cone, ``eulerdamp`` and body inertials are set on the
     MuJoCo model (``mj_setConst`` then recomputes the constants derived from the inertials), which
     is then put on MJX again (every Playground DM Control task builds its MJX model as
-    ``mjx.put_model(self._mj_model)`` and nothing else).
+    ``mjx.put_model(self._mj_model)`` and nothing else). A task in :data:`OBSERVATIONS` observes
+    in dm_control's layout.
     """
     import mujoco
     from mujoco_playground import registry
@@ -108,6 +142,8 @@ def load_playground(short: str, physics: Physics | None = None):
         return registry.load(short, config_overrides={"impl": "jax"})
     overrides = {"ctrl_dt": physics.ctrl_dt, "sim_dt": physics.sim_dt, "episode_length": physics.episode_length}
     env = registry.load(short, config_overrides={"impl": "jax", **overrides})
+    if short in OBSERVATIONS:
+        env._get_obs = types.MethodType(OBSERVATIONS[short], env)
     opt = env._mj_model.opt
     before = (int(opt.integrator), int(opt.cone), int(opt.disableflags))
     opt.integrator = getattr(mujoco.mjtIntegrator, f"mjINT_{physics.integrator}")
