@@ -25,10 +25,15 @@ class ArgumentParser(argparse.ArgumentParser):
         raise InputError(message)
 
 
+# An error line longer than this is cut (a library's page-long message); ours name paths, sometimes
+# twice, and end with the way out ("resume it with: rpo-jax resume PATH"), which must survive.
+MAX_LINE = 2000
+
+
 def one_line(err: BaseException) -> str:
-    """``str(err)`` on one line (whitespace collapsed, at most 300 characters), or the type's name."""
+    """``str(err)`` on one line (whitespace collapsed, at most :data:`MAX_LINE` characters), or the type's name."""
     text = " ".join(str(err).split()) or type(err).__name__
-    return text if len(text) <= 300 else text[:297] + "..."
+    return text if len(text) <= MAX_LINE else text[: MAX_LINE - 3] + "..."
 
 
 def report(err: BaseException) -> int:

@@ -15,6 +15,8 @@ from test_cli import TINY_YAML  # the tiny config every CLI test starts from
 from rpo_jax import cli
 from rpo_jax.training import population, train
 
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
 CASES = [
     # (config text, extra CLI args, expected message fragment)
     (TINY_YAML.replace("gymnax/Pendulum-v1", "brax/not_an_env"), [], "unknown environment 'brax/not_an_env'"),
@@ -133,3 +135,18 @@ def test_the_console_script_prints_one_line(tmp_path):
     )
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "not UTF-8" in proc.stderr, proc.stderr
     assert not (tmp_path / "o").exists()
+
+
+def test_a_refusal_naming_a_long_path_keeps_its_way_out(tmp_path, capsys):
+    """The 'unfinished run' refusal names the directory twice and ends with the resume command; a deep
+    path (a test worker's tmp dir was enough) once pushed that command past the line's cut."""
+    from rpo_jax.runs import rundir
+
+    out = tmp_path.joinpath(*["a_rather_long_directory_name"] * 6, "run")
+    out.mkdir(parents=True)
+    rundir.write_status(out, "interrupted", iteration=3, num_iterations=8, reason="stopped by SIGTERM")
+    config = REPO / "configs" / "quickstart.yaml"
+    assert cli.main(["sweep", str(config), "--out", str(out), "--set", "train.total_timesteps=4096"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and len(err) > 300 and err.rstrip().endswith("or pass --overwrite to replace it")
+    assert f"rpo-jax resume {out}," in err
