@@ -78,9 +78,8 @@ from rpo_jax.analysis.report_tables import (
     BOOTSTRAP_REPS,
     CONFIDENCE,
     _aggregate_md,
-    _diverged_lines,
     _final_returns_md,
-    _runaway_lines,
+    _member_lines,
     _source_label,
 )
 from rpo_jax.runs import plots, rundir, suite
@@ -299,8 +298,7 @@ def make_report(
     stats["std"] = stats["std"].where(stats["n"] > 0)
     n_nan = int(healthy["final_return"].isna().sum())
     sources = [_source_label(r.path) for r in runs]
-    diverged_lines = _diverged_lines(finals, variant_cols, several_runs=len(runs) > 1)
-    diverged_lines += _runaway_lines(finals, variant_cols, several_runs=len(runs) > 1)
+    diverged_lines = _member_lines(finals, variant_cols, several_runs=len(runs) > 1)
 
     path = out / "final_returns.md"
     atomic_write_text(path, _final_returns_md(stats, envs, variants, fraction, sources, n_nan, diverged_lines))

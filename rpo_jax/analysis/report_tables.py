@@ -23,26 +23,22 @@ def _cell(mean: float, std: float, n: int, diverged: int = 0) -> str:
     return f"{mean:.2f} ± {std:.2f} ({n}{extra})"
 
 
-def _diverged_lines(finals: pd.DataFrame, variant_cols: list[str], several_runs: bool) -> list[str]:
-    """One line per diverged member of ``finals`` (rows with a ``diverged_at``), in table order."""
+def _member_lines(finals: pd.DataFrame, variant_cols: list[str], several_runs: bool) -> list[str]:
+    """One line per member of ``finals`` needing a note under the table, in table order: diverged
+    (rows with a ``diverged_at``; left out), then cut by the runaway guard (``runaway_episodes`` > 0)."""
+
+    def who_where(row: dict) -> tuple[str, str]:
+        variant = [variant_label({c: row[c] for c in variant_cols})] if variant_cols else []
+        where = f"`{row['env']}`" + (f", run `{row['run']}`" if several_runs else "")
+        return ", ".join([f"seed {row['seed']}", *variant]), where
+
     lines = []
     for row in finals[finals["diverged_at"].notna()].to_dict("records"):
-        variant = [variant_label({c: row[c] for c in variant_cols})] if variant_cols else []
-        who = ", ".join([f"seed {row['seed']}", *variant])
-        where = f"`{row['env']}`" + (f", run `{row['run']}`" if several_runs else "")
-        lines.append(
-            f"- diverged (left out): member {row['member']} ({who}) at iteration {int(row['diverged_at'])} -- {where}"
-        )
-    return lines
-
-
-def _runaway_lines(finals: pd.DataFrame, variant_cols: list[str], several_runs: bool) -> list[str]:
-    """One line per member whose envs' runaway guard ended episodes (``runaway_episodes`` > 0), in table order."""
-    lines = []
+        who, where = who_where(row)
+        at = int(row["diverged_at"])
+        lines.append(f"- diverged (left out): member {row['member']} ({who}) at iteration {at} -- {where}")
     for row in finals[finals["runaway_episodes"] > 0].to_dict("records"):
-        variant = [variant_label({c: row[c] for c in variant_cols})] if variant_cols else []
-        who = ", ".join([f"seed {row['seed']}", *variant])
-        where = f"`{row['env']}`" + (f", run `{row['run']}`" if several_runs else "")
+        who, where = who_where(row)
         lines.append(
             f"- runaway: member {row['member']} ({who}): {int(row['runaway_episodes'])} episodes cut by the env's "
             f"runaway guard (a state faster than its max_speed, or non-finite) -- {where}"

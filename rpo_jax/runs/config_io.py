@@ -18,14 +18,12 @@ import yaml
 from rpo_jax import algorithms
 from rpo_jax.config import (
     HPARAM_NAMES,
-    HPARAM_RULES,
     ConfigError,
     ExperimentConfig,
     HParams,
     PBTConfig,
     SweepConfig,
     TrainConfig,
-    field_choices,
     validate_hparam,
 )
 from rpo_jax.config.fields import as_int, is_finite, is_int

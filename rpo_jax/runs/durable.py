@@ -33,9 +33,9 @@ from typing import Any, Callable, Sequence
 import jax
 import numpy as np
 
-from rpo_jax.training import multihost, population, train
-from rpo_jax.runs import results
 from rpo_jax.config import ExperimentConfig
+from rpo_jax.runs import results
+from rpo_jax.training import multihost, population, train
 
 RESUME_DIR = "resume"
 

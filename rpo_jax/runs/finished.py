@@ -13,8 +13,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from rpo_jax.runs import config_io
 from rpo_jax.errors import InputError
+from rpo_jax.runs import config_io
 from rpo_jax.runs.results import check_run_dir
 from rpo_jax.runs.results import one_line as _one_line
 
@@ -67,8 +67,8 @@ def load_run(run_dir) -> RunCheckpoint:
     (all static points share one state structure, which ``run_experiment`` enforces).
     """
 
-    from rpo_jax.training import population, train
     from rpo_jax.runs import results
+    from rpo_jax.training import population, train
 
     p, config = check_run(run_dir)
     members = config.sweep.members(config.hparams)

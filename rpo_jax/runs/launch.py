@@ -17,10 +17,10 @@ from typing import Any
 
 import numpy as np
 
-from rpo_jax.runs import config_io, results, run_outputs, rundir
 from rpo_jax import errors
-from rpo_jax.training import multihost
 from rpo_jax.config import ConfigError, ExperimentConfig
+from rpo_jax.runs import config_io, results, run_outputs, rundir
+from rpo_jax.training import multihost
 
 
 def resolve_config(args: argparse.Namespace) -> ExperimentConfig:
@@ -72,7 +72,7 @@ def resolve_config(args: argparse.Namespace) -> ExperimentConfig:
             seeds = data["sweep"].get("seeds", [0])
             data["sweep"]["seeds"] = [seeds[0] if isinstance(seeds, list) and seeds else 0]
     config = config_io.config_from_dict(data)
-    from rpo_jax import envs# cheap name check, no env construction
+    from rpo_jax import envs  # cheap name check, no env construction
 
     try:
         envs.check_env_name(config.train.env)

@@ -137,8 +137,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """``rpo-jax plan``: resolve and check everything, then compile twice and print the plan."""
-    from rpo_jax.runs import cache
     from rpo_jax.config import ConfigError
+    from rpo_jax.runs import cache
     from rpo_jax.runs.launch import resolve_config
 
     device_bytes = parse_bytes(args.device_memory)

@@ -11,12 +11,13 @@ statistics, the algorithm's ``act``, actions clipped to the env's bounds as in t
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable
+from typing import Any
 
 import jax
 
 from rpo_jax.config import TrainConfig
 from rpo_jax.training.acting import MemberActFn, make_act
+
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class Policy:

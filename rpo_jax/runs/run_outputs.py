@@ -9,8 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from rpo_jax.runs import results
 from rpo_jax.config import ExperimentConfig
+from rpo_jax.runs import results
 from rpo_jax.runs.results import format_value as _fmt
 
 

@@ -19,11 +19,10 @@ from __future__ import annotations
 import argparse
 import copy
 import pathlib
-from typing import Any
 
-from rpo_jax.runs import config_io, results, rundir
 from rpo_jax import errors
 from rpo_jax.config import ConfigError, ExperimentConfig
+from rpo_jax.runs import config_io, results, rundir
 
 MANIFEST = "suite.yaml"
 
@@ -85,7 +84,9 @@ def _plan(args: argparse.Namespace) -> list[tuple[str, pathlib.Path, str, argpar
     reduced = data.get("reduced") if args.reduced else None
     envs = config_io.suite_tasks(data, reduced if isinstance(reduced, dict) else None)
     if envs is None:
-        raise ConfigError(f"{args.config} has no '{config_io.SUITE_SECTION}' section (suite: {{envs: [...]}}); use rpo-jax sweep")
+        raise ConfigError(
+            f"{args.config} has no '{config_io.SUITE_SECTION}' section (suite: {{envs: [...]}}); use rpo-jax sweep"
+        )
     if args.tasks is not None:
         wanted = [t for t in args.tasks.split(",") if t]
         names = {task_name(e): e for e in envs}
