@@ -198,15 +198,20 @@ def _every_kth_step_nan_env(k=5, episode_length=100, nan_reward=False):
         reward = jnp.where(bad & nan_reward, jnp.nan, -1.0)
         return {"t": t}, obs, reward, False
 
+    return _one_dim_env("toy/nan", reset_fn, step_fn, episode_length=episode_length)
+
+
+def _one_dim_env(name: str, reset_fn, step_fn, **kwargs) -> Environment:
+    """A toy env of one observation and one action in [-1, 1]; ``kwargs``: the rest of Environment's."""
     return Environment(
-        name="toy/nan",
+        name=name,
         observation_size=1,
         action_size=1,
         action_low=np.array([-1.0]),
         action_high=np.array([1.0]),
-        episode_length=episode_length,
         reset_fn=reset_fn,
         step_fn=step_fn,
+        **kwargs,
     )
 
 
@@ -258,17 +263,9 @@ def _spinning_up_env(max_speed=100.0, episode_length=1000):
         angle = jnp.mod(inner["angle"] + 0.01 * v, 2 * jnp.pi)
         return {"v": v, "angle": angle}, angle[None], 1.0, False
 
-    return Environment(
-        name="toy/spinning_up",
-        observation_size=1,
-        action_size=1,
-        action_low=np.array([-1.0]),
-        action_high=np.array([1.0]),
-        episode_length=episode_length,
-        reset_fn=reset_fn,
-        step_fn=step_fn,
-        speed_fn=core.max_abs_velocity(lambda inner: inner["v"][None]),
-        max_speed=max_speed,
+    speed = core.max_abs_velocity(lambda inner: inner["v"][None])
+    return _one_dim_env(
+        "toy/spinning_up", reset_fn, step_fn, episode_length=episode_length, speed_fn=speed, max_speed=max_speed
     )
 
 
@@ -296,10 +293,7 @@ def test_a_nonfinite_step_counts_as_runaway_and_stays_terminated():
 
 def test_speed_fn_and_max_speed_go_together():
     with pytest.raises(ValueError, match="go together"):
-        Environment(
-            name="toy/x", observation_size=1, action_size=1, action_low=np.zeros(1), action_high=np.ones(1),
-            episode_length=1, reset_fn=None, step_fn=None, max_speed=1.0,
-        )  # fmt: skip
+        _one_dim_env("toy/x", None, None, episode_length=1, max_speed=1.0)
 
 
 def test_trainer_counts_runaway_episodes():
