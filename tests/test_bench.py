@@ -296,6 +296,21 @@ def test_cleanrl_speed_runs_the_paper_config_end_to_end(tmp_path):
     assert _positive(run["ratio_vs_cleanrl"]) and run["wall_s"] > run["run_s"]
 
 
+def test_cleanrl_profile_times_both_phases_per_width_and_bounds_the_sweep(tmp_path):
+    cmd = [sys.executable, "-m", "bench.cleanrl_profile", "--members", "2", "--hidden", "8,64", "--reps", "1"]
+    proc = subprocess.run([*cmd, "--out", str(tmp_path)], cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    (path,) = tmp_path.glob("cleanrl_profile-*.json")
+    record = json.loads(path.read_text())
+    assert set(record["programs"]) == {"rollout h8", "update h8", "rollout h64", "update h64"}
+    assert all(_positive(row["ms"]) for row in record["programs"].values())
+    assert record["iterations_per_member"] == 1_000_000 // 2048
+    # the bound is the 64-wide update's time over every iteration
+    expected = record["iterations_per_member"] * record["programs"]["update h64"]["ms"] / 1e3
+    assert record["update_only_lower_bound_s"] == pytest.approx(expected, rel=0.01, abs=0.1)
+    assert _positive(record["best_ratio_vs_cleanrl_with_nothing_but_the_update"])
+
+
 def test_population_env_times_the_env_step_both_ways(tmp_path):
     cmd = [sys.executable, "-m", "bench.population_env", "--env", "gymnax/Pendulum-v1", "--envs", "8"]
     cmd += ["--members", "4", "--steps", "4", "--reps", "2", "--out", str(tmp_path)]
