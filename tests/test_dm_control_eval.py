@@ -92,5 +92,5 @@ def test_evaluate_on_dm_control_puts_both_returns_side_by_side(tmp_path):
 
 
 def test_a_task_without_an_exact_mapping_is_refused_in_one_line():
-    with pytest.raises(InputError, match="^dmc/WalkerWalk has no exact observation mapping onto dm_control; --on "):
-        dm_control_eval.mapping("dmc/WalkerWalk")
+    with pytest.raises(InputError, match="^brax/ant has no exact observation mapping onto dm_control; --on "):
+        dm_control_eval.mapping("brax/ant")

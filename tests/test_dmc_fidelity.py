@@ -30,26 +30,9 @@ from rpo_jax.envs.dm_control_eval import Mapping  # noqa: E402
 SUITE = pathlib.Path(__file__).resolve().parents[1] / "configs" / "paper" / "dmc_suite.yaml"
 TASKS: list[str] = yaml.safe_load(SUITE.read_text())["suite"]["envs"]
 
-# Playground task -> dm_control task: dm_control_eval's exact observation mappings, and the rest
-# with the identity order (checked below).
-MAPPINGS: dict[str, Mapping] = {
-    **dm_control_eval.MAPPINGS,
-    "dmc/FingerSpin": Mapping("finger", "spin"),
-    "dmc/FingerTurnEasy": Mapping("finger", "turn_easy"),
-    "dmc/FingerTurnHard": Mapping("finger", "turn_hard"),
-    "dmc/FishSwim": Mapping("fish", "swim"),
-    "dmc/HopperHop": Mapping("hopper", "hop"),
-    "dmc/HopperStand": Mapping("hopper", "stand"),
-    "dmc/HumanoidStand": Mapping("humanoid", "stand"),
-    "dmc/HumanoidWalk": Mapping("humanoid", "walk"),
-    "dmc/HumanoidRun": Mapping("humanoid", "run"),
-    "dmc/ReacherEasy": Mapping("reacher", "easy"),
-    "dmc/ReacherHard": Mapping("reacher", "hard"),
-    "dmc/SwimmerSwimmer6": Mapping("swimmer", "swimmer6"),
-    "dmc/WalkerRun": Mapping("walker", "run"),
-    "dmc/WalkerStand": Mapping("walker", "stand"),
-    "dmc/WalkerWalk": Mapping("walker", "walk"),
-}
+# Playground task -> dm_control task: dm_control_eval's exact observation mappings, one per suite
+# task (checked below: a task missing from them fails).
+MAPPINGS: dict[str, Mapping] = dm_control_eval.MAPPINGS
 
 # Observation differences of the Playground ports that rpo_jax keeps (none: rpo_jax.envs.dmc.OBSERVATIONS
 # gives fish and walker dm_control's layout; before, the port's fish put upright first and its walker

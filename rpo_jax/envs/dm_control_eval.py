@@ -3,8 +3,9 @@
 CleanRL's DM Control numbers come from ``dm_control`` (MuJoCo C, float64); we train on MuJoCo
 Playground's MJX ports (float32). For the tasks in :data:`MAPPINGS` a Playground observation is
 exactly dm_control's flattened observation (its ``OrderedDict`` values concatenated in order),
-up to a fixed permutation: checked in tests/test_dm_control_eval.py by putting both simulators
-in the same state and comparing the observations (agree to float32 rounding). So the same policy,
+up to a fixed permutation: every task of ``configs/paper/dmc_suite.yaml``, checked in
+tests/test_dmc_fidelity.py (and tests/test_dm_control_eval.py) by putting both simulators in the
+same state and comparing the observations (agree to float32 rounding). So the same policy,
 with the same frozen normaliser, can act in both, and ``rpo-jax evaluate RUN --on dm_control``
 reports the return in each side by side (the sim-to-sim gap).
 
@@ -57,6 +58,21 @@ MAPPINGS: dict[str, Mapping] = {
     "dmc/PointMass": Mapping("point_mass", "easy"),
     "dmc/BallInCup": Mapping("ball_in_cup", "catch"),
     "dmc/CheetahRun": Mapping("cheetah", "run"),
+    "dmc/FingerSpin": Mapping("finger", "spin"),
+    "dmc/FingerTurnEasy": Mapping("finger", "turn_easy"),
+    "dmc/FingerTurnHard": Mapping("finger", "turn_hard"),
+    "dmc/FishSwim": Mapping("fish", "swim"),
+    "dmc/HopperHop": Mapping("hopper", "hop"),
+    "dmc/HopperStand": Mapping("hopper", "stand"),
+    "dmc/HumanoidStand": Mapping("humanoid", "stand"),
+    "dmc/HumanoidWalk": Mapping("humanoid", "walk"),
+    "dmc/HumanoidRun": Mapping("humanoid", "run"),
+    "dmc/ReacherEasy": Mapping("reacher", "easy"),
+    "dmc/ReacherHard": Mapping("reacher", "hard"),
+    "dmc/SwimmerSwimmer6": Mapping("swimmer", "swimmer6"),
+    "dmc/WalkerRun": Mapping("walker", "run"),
+    "dmc/WalkerStand": Mapping("walker", "stand"),
+    "dmc/WalkerWalk": Mapping("walker", "walk"),
 }
 EXTRA = 'pip install -e ".[dm-control]"'
 
