@@ -17,8 +17,8 @@ ENV = "gymnax/Pendulum-v1"
 
 
 def _bench_record(module: str, args: list[str], out: Path, pattern: str) -> dict:
-    """Runs ``python -m bench.<module> ARGS`` in the repository; the one JSON in ``out`` matching ``pattern``."""
-    cmd = [sys.executable, "-m", f"bench.{module}", *args]
+    """Runs ``python -m MODULE ARGS`` in the repository; the one JSON in ``out`` matching ``pattern``."""
+    cmd = [sys.executable, "-m", module, *args]
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-4000:]
     (path,) = out.glob(pattern)
@@ -296,7 +296,7 @@ def test_cpu_devices_runs_both_settings(tmp_path):
 
 def test_cleanrl_speed_runs_the_paper_config_end_to_end(tmp_path):
     args = ["--steps", "4096", "--seeds", "2", "--reps", "1", "--out", str(tmp_path)]
-    record = _bench_record("cleanrl_speed", args, tmp_path, "cleanrl_speed-*.json")
+    record = _bench_record("bench.cleanrl_speed", args, tmp_path, "cleanrl_speed-*.json")
     (run,) = record["runs"]
     assert run["members"] == 2 and run["member_steps"] == 2 * 4096 and "--grid alpha=0.5" in run["command"]
     assert _positive(run["ratio_vs_cleanrl"]) and run["wall_s"] > run["run_s"]
@@ -304,7 +304,7 @@ def test_cleanrl_speed_runs_the_paper_config_end_to_end(tmp_path):
 
 def test_cleanrl_profile_times_both_phases_per_width_and_bounds_the_sweep(tmp_path):
     args = ["--members", "2", "--hidden", "8,64", "--reps", "1", "--out", str(tmp_path)]
-    record = _bench_record("cleanrl_profile", args, tmp_path, "cleanrl_profile-*.json")
+    record = _bench_record("bench.cleanrl_profile", args, tmp_path, "cleanrl_profile-*.json")
     assert set(record["programs"]) == {"rollout h8", "update h8", "rollout h64", "update h64"}
     assert all(_positive(row["ms"]) for row in record["programs"].values())
     assert record["iterations_per_member"] == 1_000_000 // 2048
