@@ -172,25 +172,8 @@ def test_results_markdown_keeps_other_devices(tmp_path):
 
 @pytest.mark.slow  # about a minute: three compiled trainers; run with -m slow
 def test_breakdown_runs_at_tiny_sizes_and_writes_every_program(tmp_path):
-    cmd = [
-        sys.executable,
-        "-m",
-        "bench.breakdown",
-        "--env",
-        ENV,
-        "--num-envs",
-        "8",
-        "--members",
-        "1,2",
-        "--reps",
-        "2",
-        "--out",
-        str(tmp_path),
-    ]
-    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    (path,) = tmp_path.glob("breakdown-*.json")
-    record = json.loads(path.read_text())
+    args = ["--env", ENV, "--num-envs", "8", "--members", "1,2", "--reps", "2", "--out", str(tmp_path)]
+    record = _bench_record("bench.breakdown", args, tmp_path, "breakdown-*.json")
     names = [r["program"] for r in record["rows"]]
     assert names == [
         "iteration",
@@ -206,52 +189,16 @@ def test_breakdown_runs_at_tiny_sizes_and_writes_every_program(tmp_path):
     ]
     for row in record["rows"]:
         assert _positive(row["median_ms"]) and _positive(row["fastest_ms"]) and len(row["rep_seconds"]) == 2
-    bad = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bench.breakdown",
-            "--env",
-            ENV,
-            "--num-envs",
-            "8",
-            "--members",
-            "3",
-            "--out",
-            str(tmp_path),
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-    )
+    bad_args = ["--env", ENV, "--num-envs", "8", "--members", "3", "--out", str(tmp_path)]
+    bad = subprocess.run([sys.executable, "-m", "bench.breakdown", *bad_args], cwd=REPO, capture_output=True, text=True)
     assert bad.returncode == 2 and "--members" in bad.stderr
 
 
 @pytest.mark.slow  # about a minute: three compiled trainers; run with -m slow
 def test_regularizer_cost_runs_at_tiny_sizes(tmp_path):
-    cmd = [
-        sys.executable,
-        "-m",
-        "bench.regularizer_cost",
-        "--num-envs",
-        "2",
-        "--num-steps",
-        "8",
-        "--minibatches",
-        "2",
-        "--epochs",
-        "1",
-        "--steps",
-        "2",
-        "--reps",
-        "1",
-        "--out",
-        str(tmp_path),
-    ]
-    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    (path,) = tmp_path.glob("regularizer-*.json")
-    rows = json.loads(path.read_text())["rows"]
+    args = ["--num-envs", "2", "--num-steps", "8", "--minibatches", "2", "--epochs", "1", "--steps", "2"]
+    args += ["--reps", "1", "--out", str(tmp_path)]
+    rows = _bench_record("bench.regularizer_cost", args, tmp_path, "regularizer-*.json")["rows"]
     assert [r["algorithm"] for r in rows] == ["ppo/pgd-per-minibatch", "ppo/pgd-per-iteration", "trpo"]
     for r in rows:
         for key in ("update_s", "update_sr_s", "update_ratio", "iteration_s", "iteration_sr_s", "iteration_ratio"):
@@ -259,11 +206,8 @@ def test_regularizer_cost_runs_at_tiny_sizes(tmp_path):
 
 
 def test_checkpoint_cost_runs_at_tiny_sizes(tmp_path):
-    cmd = [sys.executable, "-m", "bench.checkpoint_cost", "--tiny", "--reps", "1", "--out", str(tmp_path)]
-    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    (path,) = tmp_path.glob("checkpoint-*-tiny-*.json")
-    row = json.loads(path.read_text())["result"]
+    args = ["--tiny", "--reps", "1", "--out", str(tmp_path)]
+    row = _bench_record("bench.checkpoint_cost", args, tmp_path, "checkpoint-*-tiny-*.json")["result"]
     assert row["checkpoints_per_run"] == row["iterations"] // 1 or row["checkpoints_per_run"] >= 2
     for key in ("seconds_per_checkpoint", "checkpoint_bytes", "run_s_every_chunk", "run_s_at_end", "overhead_ratio"):
         assert _positive(row[key]), key
@@ -284,11 +228,8 @@ def test_cpu_devices_runs_both_settings(tmp_path):
         "train: {env: gymnax/Pendulum-v1, num_envs: 2, num_steps: 32, num_minibatches: 2, update_epochs: 1}\n"
         "sweep: {seeds: 2}\n"
     )
-    cmd = [sys.executable, "-m", "bench.cpu_devices", "--config", str(config), "--steps", "128", "--rounds", "1"]
-    proc = subprocess.run([*cmd, "--out", str(tmp_path)], cwd=REPO, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    (path,) = tmp_path.glob("cpu_devices-*.json")
-    record = json.loads(path.read_text())
+    args = ["--config", str(config), "--steps", "128", "--rounds", "1", "--out", str(tmp_path)]
+    record = _bench_record("bench.cpu_devices", args, tmp_path, "cpu_devices-*.json")
     assert record["runs"]["one_device"][0]["devices"] == 1
     assert record["runs"]["default"][0]["devices"] == min(2, record["cores"])
     assert _positive(record["ratio_steps_per_s"]) and _positive(record["ratio_wall"])
@@ -315,34 +256,22 @@ def test_cleanrl_profile_times_both_phases_per_width_and_bounds_the_sweep(tmp_pa
 
 
 def test_population_env_times_the_env_step_both_ways(tmp_path):
-    cmd = [sys.executable, "-m", "bench.population_env", "--env", "gymnax/Pendulum-v1", "--envs", "8"]
-    cmd += ["--members", "4", "--steps", "4", "--reps", "2", "--out", str(tmp_path)]
-    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    (path,) = tmp_path.glob("population_env-*.json")
-    record = json.loads(path.read_text())
+    args = ["--env", ENV, "--envs", "8", "--members", "4", "--steps", "4", "--reps", "2", "--out", str(tmp_path)]
+    record = _bench_record("bench.population_env", args, tmp_path, "population_env-*.json")
     assert record["members"] == 4 and _positive(record["ratio_flat_over_population"])
 
 
 @pytest.mark.slow  # ~30 s: two compiled populations
 def test_pbt_overhead_times_both_runs(tmp_path):
-    cmd = [sys.executable, "-m", "bench.pbt_overhead", "--seeds", "1", "--num-envs", "2", "--num-steps", "32"]
-    cmd += ["--iterations", "4", "--reps", "1", "--out", str(tmp_path)]
-    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    (path,) = tmp_path.glob("pbt_overhead-*.json")
-    record = json.loads(path.read_text())
+    args = ["--seeds", "1", "--num-envs", "2", "--num-steps", "32", "--iterations", "4", "--reps", "1"]
+    record = _bench_record("bench.pbt_overhead", [*args, "--out", str(tmp_path)], tmp_path, "pbt_overhead-*.json")
     assert record["members"] == 8 and _positive(record["ratio_pbt_over_fixed"])
 
 
 @pytest.mark.slow  # about a minute: three compiled trainers; run with -m slow
 def test_ddpg_bench_runs_at_tiny_sizes(tmp_path):
-    cmd = [sys.executable, "-m", "bench.ddpg", "--env", "gymnax/Pendulum-v1", "--members", "2", "--num-steps", "16"]
-    cmd += ["--updates", "2", "--pgd-steps", "2", "--reps", "1", "--out", str(tmp_path)]
-    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    (path,) = tmp_path.glob("ddpg-*.json")
-    record = json.loads(path.read_text())
+    args = ["--env", ENV, "--members", "2", "--num-steps", "16", "--updates", "2", "--pgd-steps", "2"]
+    record = _bench_record("bench.ddpg", [*args, "--reps", "1", "--out", str(tmp_path)], tmp_path, "ddpg-*.json")
     for name in ("raw env", "ddpg", "ddpg-sr-a", "ddpg-sr-c"):
         assert _positive(record["env_steps_per_s"][name]), name
     assert _positive(record["ddpg_vs_raw"]) and _positive(record["sr_a_cost"]) and _positive(record["sr_c_cost"])
@@ -350,21 +279,15 @@ def test_ddpg_bench_runs_at_tiny_sizes(tmp_path):
 
 @pytest.mark.slow  # about a minute: a plan and two measuring processes; run with -m slow
 def test_plan_memory_runs_at_tiny_sizes(tmp_path):
-    cmd = [sys.executable, "-m", "bench.plan_memory", "--sizes", "3,6", "--num-envs", "4", "--num-steps", "64"]
-    proc = subprocess.run([*cmd, "--out", str(tmp_path)], cwd=REPO, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    (path,) = tmp_path.glob("plan-memory-cpu-*.json")
-    record = json.loads(path.read_text())
+    args = ["--sizes", "3,6", "--num-envs", "4", "--num-steps", "64", "--out", str(tmp_path)]
+    record = _bench_record("bench.plan_memory", args, tmp_path, "plan-memory-cpu-*.json")
     assert [r["members"] for r in record["rows"]] == [3, 6]
     assert all(r["measured_bytes"] > 0 and r["predicted_bytes"] > 0 for r in record["rows"])
 
 
 def test_scaling_times_every_size_and_plots(tmp_path):
-    cmd = [sys.executable, "-m", "bench.scaling", "--tiny", "--sizes", "1,2", "--out", str(tmp_path)]
-    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    (path,) = tmp_path.glob("scaling-*-tiny-*.json")
-    record = json.loads(path.read_text())
+    args = ["--tiny", "--sizes", "1,2", "--out", str(tmp_path)]
+    record = _bench_record("bench.scaling", args, tmp_path, "scaling-*-tiny-*.json")
     assert record["settings"]["sizes"] == [1, 2] and record["settings"]["reps"] == 2
     entry = record["envs"][ENV]
     assert entry["finite_value_loss"] and entry["per_agent_flat_from"] in (1, 2)
@@ -378,5 +301,7 @@ def test_scaling_times_every_size_and_plots(tmp_path):
     plan = entry["plan"]
     assert plan["fits_members"] > 2 and _positive(plan["per_member_bytes"]), plan
     assert Path(record["plot"]).exists() and Path(record["plot"]).stat().st_size > 10_000
-    bad = subprocess.run([*cmd[:3], "--sizes", "0,2"], cwd=REPO, capture_output=True, text=True)
+    bad = subprocess.run(
+        [sys.executable, "-m", "bench.scaling", "--sizes", "0,2"], cwd=REPO, capture_output=True, text=True
+    )
     assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0 and "--sizes" in bad.stderr
