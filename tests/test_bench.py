@@ -16,10 +16,14 @@ REPO = Path(__file__).resolve().parents[1]
 ENV = "gymnax/Pendulum-v1"
 
 
+def _run_bench(module: str, args: list[str]) -> subprocess.CompletedProcess:
+    """``python -m MODULE ARGS`` in the repository, its output captured."""
+    return subprocess.run([sys.executable, "-m", module, *args], cwd=REPO, capture_output=True, text=True, timeout=600)
+
+
 def _bench_record(module: str, args: list[str], out: Path, pattern: str) -> dict:
-    """Runs ``python -m MODULE ARGS`` in the repository; the one JSON in ``out`` matching ``pattern``."""
-    cmd = [sys.executable, "-m", module, *args]
-    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+    """Runs ``python -m MODULE ARGS --out OUT``; the one JSON in ``out`` matching ``pattern``."""
+    proc = _run_bench(module, [*args, "--out", str(out)])
     assert proc.returncode == 0, proc.stderr[-4000:]
     (path,) = out.glob(pattern)
     return json.loads(path.read_text())
@@ -172,7 +176,7 @@ def test_results_markdown_keeps_other_devices(tmp_path):
 
 @pytest.mark.slow  # about a minute: three compiled trainers; run with -m slow
 def test_breakdown_runs_at_tiny_sizes_and_writes_every_program(tmp_path):
-    args = ["--env", ENV, "--num-envs", "8", "--members", "1,2", "--reps", "2", "--out", str(tmp_path)]
+    args = ["--env", ENV, "--num-envs", "8", "--members", "1,2", "--reps", "2"]
     record = _bench_record("bench.breakdown", args, tmp_path, "breakdown-*.json")
     names = [r["program"] for r in record["rows"]]
     assert names == [
@@ -189,15 +193,14 @@ def test_breakdown_runs_at_tiny_sizes_and_writes_every_program(tmp_path):
     ]
     for row in record["rows"]:
         assert _positive(row["median_ms"]) and _positive(row["fastest_ms"]) and len(row["rep_seconds"]) == 2
-    bad_args = ["--env", ENV, "--num-envs", "8", "--members", "3", "--out", str(tmp_path)]
-    bad = subprocess.run([sys.executable, "-m", "bench.breakdown", *bad_args], cwd=REPO, capture_output=True, text=True)
+    bad = _run_bench("bench.breakdown", ["--env", ENV, "--num-envs", "8", "--members", "3", "--out", str(tmp_path)])
     assert bad.returncode == 2 and "--members" in bad.stderr
 
 
 @pytest.mark.slow  # about a minute: three compiled trainers; run with -m slow
 def test_regularizer_cost_runs_at_tiny_sizes(tmp_path):
     args = ["--num-envs", "2", "--num-steps", "8", "--minibatches", "2", "--epochs", "1", "--steps", "2"]
-    args += ["--reps", "1", "--out", str(tmp_path)]
+    args += ["--reps", "1"]
     rows = _bench_record("bench.regularizer_cost", args, tmp_path, "regularizer-*.json")["rows"]
     assert [r["algorithm"] for r in rows] == ["ppo/pgd-per-minibatch", "ppo/pgd-per-iteration", "trpo"]
     for r in rows:
@@ -206,7 +209,7 @@ def test_regularizer_cost_runs_at_tiny_sizes(tmp_path):
 
 
 def test_checkpoint_cost_runs_at_tiny_sizes(tmp_path):
-    args = ["--tiny", "--reps", "1", "--out", str(tmp_path)]
+    args = ["--tiny", "--reps", "1"]
     row = _bench_record("bench.checkpoint_cost", args, tmp_path, "checkpoint-*-tiny-*.json")["result"]
     assert row["checkpoints_per_run"] == row["iterations"] // 1 or row["checkpoints_per_run"] >= 2
     for key in ("seconds_per_checkpoint", "checkpoint_bytes", "run_s_every_chunk", "run_s_at_end", "overhead_ratio"):
@@ -214,8 +217,7 @@ def test_checkpoint_cost_runs_at_tiny_sizes(tmp_path):
 
 
 def test_normalizer_drift_runs_and_stays_within_float64_accuracy():
-    cmd = [sys.executable, "-m", "bench.normalizer_drift", "--rollouts", "50"]
-    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+    proc = _run_bench("bench.normalizer_drift", ["--rollouts", "50"])
     assert proc.returncode == 0, proc.stderr[-4000:]
     line = next(x for x in proc.stdout.splitlines() if "rpo_jax.core.normalization" in x)
     errors = [float(v) for v in line.split("[")[1].rstrip("]").split()]
@@ -228,7 +230,7 @@ def test_cpu_devices_runs_both_settings(tmp_path):
         "train: {env: gymnax/Pendulum-v1, num_envs: 2, num_steps: 32, num_minibatches: 2, update_epochs: 1}\n"
         "sweep: {seeds: 2}\n"
     )
-    args = ["--config", str(config), "--steps", "128", "--rounds", "1", "--out", str(tmp_path)]
+    args = ["--config", str(config), "--steps", "128", "--rounds", "1"]
     record = _bench_record("bench.cpu_devices", args, tmp_path, "cpu_devices-*.json")
     assert record["runs"]["one_device"][0]["devices"] == 1
     assert record["runs"]["default"][0]["devices"] == min(2, record["cores"])
@@ -236,7 +238,7 @@ def test_cpu_devices_runs_both_settings(tmp_path):
 
 
 def test_cleanrl_speed_runs_the_paper_config_end_to_end(tmp_path):
-    args = ["--steps", "4096", "--seeds", "2", "--reps", "1", "--out", str(tmp_path)]
+    args = ["--steps", "4096", "--seeds", "2", "--reps", "1"]
     record = _bench_record("bench.cleanrl_speed", args, tmp_path, "cleanrl_speed-*.json")
     (run,) = record["runs"]
     assert run["members"] == 2 and run["member_steps"] == 2 * 4096 and "--grid alpha=0.5" in run["command"]
@@ -244,7 +246,7 @@ def test_cleanrl_speed_runs_the_paper_config_end_to_end(tmp_path):
 
 
 def test_cleanrl_profile_times_both_phases_per_width_and_bounds_the_sweep(tmp_path):
-    args = ["--members", "2", "--hidden", "8,64", "--reps", "1", "--out", str(tmp_path)]
+    args = ["--members", "2", "--hidden", "8,64", "--reps", "1"]
     record = _bench_record("bench.cleanrl_profile", args, tmp_path, "cleanrl_profile-*.json")
     assert set(record["programs"]) == {"rollout h8", "update h8", "rollout h64", "update h64"}
     assert all(_positive(row["ms"]) for row in record["programs"].values())
@@ -256,7 +258,7 @@ def test_cleanrl_profile_times_both_phases_per_width_and_bounds_the_sweep(tmp_pa
 
 
 def test_population_env_times_the_env_step_both_ways(tmp_path):
-    args = ["--env", ENV, "--envs", "8", "--members", "4", "--steps", "4", "--reps", "2", "--out", str(tmp_path)]
+    args = ["--env", ENV, "--envs", "8", "--members", "4", "--steps", "4", "--reps", "2"]
     record = _bench_record("bench.population_env", args, tmp_path, "population_env-*.json")
     assert record["members"] == 4 and _positive(record["ratio_flat_over_population"])
 
@@ -264,14 +266,14 @@ def test_population_env_times_the_env_step_both_ways(tmp_path):
 @pytest.mark.slow  # ~30 s: two compiled populations
 def test_pbt_overhead_times_both_runs(tmp_path):
     args = ["--seeds", "1", "--num-envs", "2", "--num-steps", "32", "--iterations", "4", "--reps", "1"]
-    record = _bench_record("bench.pbt_overhead", [*args, "--out", str(tmp_path)], tmp_path, "pbt_overhead-*.json")
+    record = _bench_record("bench.pbt_overhead", args, tmp_path, "pbt_overhead-*.json")
     assert record["members"] == 8 and _positive(record["ratio_pbt_over_fixed"])
 
 
 @pytest.mark.slow  # about a minute: three compiled trainers; run with -m slow
 def test_ddpg_bench_runs_at_tiny_sizes(tmp_path):
     args = ["--env", ENV, "--members", "2", "--num-steps", "16", "--updates", "2", "--pgd-steps", "2"]
-    record = _bench_record("bench.ddpg", [*args, "--reps", "1", "--out", str(tmp_path)], tmp_path, "ddpg-*.json")
+    record = _bench_record("bench.ddpg", [*args, "--reps", "1"], tmp_path, "ddpg-*.json")
     for name in ("raw env", "ddpg", "ddpg-sr-a", "ddpg-sr-c"):
         assert _positive(record["env_steps_per_s"][name]), name
     assert _positive(record["ddpg_vs_raw"]) and _positive(record["sr_a_cost"]) and _positive(record["sr_c_cost"])
@@ -279,14 +281,14 @@ def test_ddpg_bench_runs_at_tiny_sizes(tmp_path):
 
 @pytest.mark.slow  # about a minute: a plan and two measuring processes; run with -m slow
 def test_plan_memory_runs_at_tiny_sizes(tmp_path):
-    args = ["--sizes", "3,6", "--num-envs", "4", "--num-steps", "64", "--out", str(tmp_path)]
+    args = ["--sizes", "3,6", "--num-envs", "4", "--num-steps", "64"]
     record = _bench_record("bench.plan_memory", args, tmp_path, "plan-memory-cpu-*.json")
     assert [r["members"] for r in record["rows"]] == [3, 6]
     assert all(r["measured_bytes"] > 0 and r["predicted_bytes"] > 0 for r in record["rows"])
 
 
 def test_scaling_times_every_size_and_plots(tmp_path):
-    args = ["--tiny", "--sizes", "1,2", "--out", str(tmp_path)]
+    args = ["--tiny", "--sizes", "1,2"]
     record = _bench_record("bench.scaling", args, tmp_path, "scaling-*-tiny-*.json")
     assert record["settings"]["sizes"] == [1, 2] and record["settings"]["reps"] == 2
     entry = record["envs"][ENV]
@@ -301,7 +303,5 @@ def test_scaling_times_every_size_and_plots(tmp_path):
     plan = entry["plan"]
     assert plan["fits_members"] > 2 and _positive(plan["per_member_bytes"]), plan
     assert Path(record["plot"]).exists() and Path(record["plot"]).stat().st_size > 10_000
-    bad = subprocess.run(
-        [sys.executable, "-m", "bench.scaling", "--sizes", "0,2"], cwd=REPO, capture_output=True, text=True
-    )
+    bad = _run_bench("bench.scaling", ["--sizes", "0,2"])
     assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0 and "--sizes" in bad.stderr
